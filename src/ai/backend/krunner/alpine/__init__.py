@@ -1,0 +1,1 @@
+"""Backend.AI krunner for musl-based (Alpine) images: the Python environment of sessions."""

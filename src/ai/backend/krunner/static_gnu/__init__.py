@@ -1,0 +1,1 @@
+"""Backend.AI krunner for glibc-based images: the Python environment of session containers."""

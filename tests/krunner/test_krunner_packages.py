@@ -1,0 +1,111 @@
+"""The krunner packages' data files, read as the agent and the environment build read them."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import re
+from dataclasses import dataclass
+from importlib.resources import files
+from types import ModuleType
+
+import pytest
+
+from ai.backend.krunner.alpine import plugin as alpine_plugin
+from ai.backend.krunner.manifest import ARCHES, Arch, MissingArchiveError
+from ai.backend.krunner.static_gnu import plugin as static_gnu_plugin
+
+
+@dataclass(frozen=True)
+class Krunner:
+    plugin: ModuleType
+    package: str
+    distro: str
+    libc: str
+
+    def read(self, name: str) -> str:
+        return files(self.package).joinpath(name).read_text(encoding="utf-8")
+
+
+KRUNNERS = [
+    Krunner(static_gnu_plugin, "ai.backend.krunner.static_gnu", "static-gnu", "gnu"),
+    Krunner(alpine_plugin, "ai.backend.krunner.alpine", "musllinux_1_2", "musl"),
+]
+
+
+@pytest.fixture(params=KRUNNERS, ids=lambda krunner: krunner.distro)
+def krunner(request: pytest.FixtureRequest) -> Krunner:
+    result: Krunner = request.param
+    return result
+
+
+def test_entry_point_module_is_the_plugin(krunner: Krunner) -> None:
+    # The agent loads ai.backend.krunner.<entry-point name>.plugin and reads data next to it.
+    assert krunner.plugin.__name__ == f"{krunner.package}.plugin"
+    assert krunner.plugin.PACKAGE == krunner.package
+
+
+def test_init_is_awaitable(krunner: Krunner) -> None:
+    assert inspect.iscoroutinefunction(krunner.plugin.init)
+    assert asyncio.run(krunner.plugin.init({})) is None
+
+
+def test_manifest_reads_package_data(krunner: Krunner) -> None:
+    manifest = krunner.plugin.manifest()
+    assert (manifest.package, manifest.libc) == (krunner.package, krunner.libc)
+    assert manifest.distro_keys == (krunner.distro,)
+    distro = manifest.distro(krunner.distro)
+    assert distro.python_version == "3.12"
+    assert distro.volume_version == int(krunner.read(f"krunner-version.{krunner.distro}.txt"))
+
+
+def test_data_files_keep_agent_conventions(krunner: Krunner) -> None:
+    assert krunner.read("versions.txt").splitlines() == [krunner.distro]
+    # The volume version has no trailing newline; the Python version is major.minor.
+    assert re.fullmatch(r"[1-9]\d*", krunner.read(f"krunner-version.{krunner.distro}.txt"))
+    assert krunner.read(f"krunner-python.{krunner.distro}.txt").strip() == "3.12"
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_archive_is_there_or_reported_missing(krunner: Krunner, arch: Arch) -> None:
+    # Checkouts and sdists carry no archive; wheels will once the environment build lands.
+    distro = krunner.plugin.manifest().distro(krunner.distro)
+    expected_file = f"krunner-env.{krunner.distro}.{arch}.tar.xz"
+    if arch in distro.available_arches():
+        assert distro.archive(arch).name == expected_file
+        return
+    with pytest.raises(MissingArchiveError) as caught:
+        distro.archive(arch)
+    error = caught.value
+    assert (error.package, error.distro, error.arch) == (krunner.package, krunner.distro, arch)
+    assert error.filename == expected_file
+    assert all(part in str(error) for part in (repr(krunner.distro), arch, expected_file))
+
+
+def test_env_label_equals_volume_version(krunner: Krunner) -> None:
+    env = krunner.read(f"krunner-env.{krunner.distro}.dockerfile")
+    labels = re.findall(r"^LABEL ai\.backend\.krunner\.version=(\d+)$", env, re.MULTILINE)
+    assert labels == [krunner.read(f"krunner-version.{krunner.distro}.txt")]
+
+
+def test_env_installs_only_built_wheels_and_creates_mount_points(krunner: Krunner) -> None:
+    env = krunner.read(f"krunner-env.{krunner.distro}.dockerfile")
+    assert re.search(r"pip install\b[^\n]*\n?[^\n]*--no-index --find-links /root/wheels", env)
+    assert f"krunner-python.{krunner.distro}.txt" in env
+    for mount_point in ("ai/backend/kernel", "ai/backend/helpers"):
+        assert f'"${{site_packages}}/{mount_point}"' in env
+
+
+def test_dockerfiles_take_arch_build_arg(krunner: Krunner) -> None:
+    for stage in ("python", "wheels", "env"):
+        dockerfile = krunner.read(f"krunner-{stage}.{krunner.distro}.dockerfile")
+        assert re.search(r"^ARG ARCH=x86_64$", dockerfile, re.MULTILINE), stage
+
+
+def test_requirements_are_pinned_and_shared() -> None:
+    static_gnu, alpine = (krunner.read("requirements.txt") for krunner in KRUNNERS)
+    assert static_gnu == alpine
+    pins = [line for line in static_gnu.splitlines() if line and not line.startswith("#")]
+    assert all(re.fullmatch(r"[a-z0-9-]+==[0-9][0-9.]*", pin) for pin in pins), pins
+    names = {pin.split("==")[0] for pin in pins}
+    assert {"pyzmq", "msgpack", "jupyter-client"} <= names
