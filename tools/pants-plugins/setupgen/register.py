@@ -1,27 +1,42 @@
-"""Pants plugin: one VERSION, one Python range and shared metadata for every distribution.
+"""Pants plugin: one VERSION, one Python range, shared metadata and reproducible archives.
 
 Every `python_distribution` in the workspace gets its setup() kwargs from
 `setupgen.metadata.compute_setup_kwargs`: the version from the root VERSION file, Requires-Python
 from the distribution's interpreter constraints, classifiers, and the README.md next to the
-distribution's BUILD file as the long description.
+distribution's BUILD file as the long description. Every build also gets the hook in
+`setupgen.reproducible_sdist`, so that building a commit twice gives byte-identical archives.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from pants.backend.python.subsystems.setup import PythonSetup
 from pants.backend.python.target_types import InterpreterConstraintsField
-from pants.backend.python.util_rules.package_dists import SetupKwargs, SetupKwargsRequest
-from pants.engine.fs import DigestContents, GlobMatchErrorBehavior, PathGlobs
+from pants.backend.python.util_rules.package_dists import (
+    DistBuildEnvironment,
+    DistBuildEnvironmentRequest,
+    SetupKwargs,
+    SetupKwargsRequest,
+)
+from pants.engine.fs import (
+    CreateDigest,
+    Digest,
+    DigestContents,
+    FileContent,
+    GlobMatchErrorBehavior,
+    PathGlobs,
+)
 from pants.engine.rules import Get, collect_rules, rule
 from pants.engine.target import Target
 from pants.engine.unions import UnionRule
 from pants.option.option_types import DictOption, StrOption
 from pants.option.subsystem import Subsystem
 
+from setupgen import reproducible_sdist
 from setupgen.metadata import MetadataError, ProjectDefaults, compute_setup_kwargs
 
 VERSION_FILE = "VERSION"
@@ -89,9 +104,44 @@ async def workspace_setup_kwargs(
     return SetupKwargs(kwargs, address=address)
 
 
+# The build chroot is sys.path[0] of the PEP 517 build, so a package and a dist-info placed there
+# are importable and their entry points visible to setuptools. A package directory (unlike a
+# top-level module) stays out of the sdist, whose MANIFEST.in includes `*.py`.
+HOOK_PACKAGE = "_backendai_build_hooks"
+HOOK_DIST_INFO = f"{HOOK_PACKAGE}-0.dist-info"
+
+
+def _hook_files() -> list[FileContent]:
+    hook_source = Path(reproducible_sdist.__file__).read_bytes()
+    return [
+        FileContent(f"{HOOK_PACKAGE}/__init__.py", b""),
+        FileContent(f"{HOOK_PACKAGE}/reproducible_sdist.py", hook_source),
+        FileContent(f"{HOOK_DIST_INFO}/METADATA",
+                    f"Metadata-Version: 2.1\nName: {HOOK_PACKAGE}\nVersion: 0\n".encode()),
+        FileContent(
+            f"{HOOK_DIST_INFO}/entry_points.txt",
+            b"[setuptools.finalize_distribution_options]\n"
+            + f"backendai_reproducible = {HOOK_PACKAGE}.reproducible_sdist:finalize\n".encode(),
+        ),
+    ]
+
+
+class ReproducibleBuildRequest(DistBuildEnvironmentRequest):
+    @classmethod
+    def is_applicable(cls, _: Target) -> bool:
+        return True
+
+
+@rule
+async def reproducible_build_environment(_: ReproducibleBuildRequest) -> DistBuildEnvironment:
+    digest = await Get(Digest, CreateDigest(_hook_files()))
+    return DistBuildEnvironment(extra_build_time_requirements=(), extra_build_time_inputs=digest)
+
+
 def rules() -> list[Any]:
     return [
         *collect_rules(),
         *SetupKwargsDefaults.rules(),
         UnionRule(SetupKwargsRequest, WorkspaceSetupKwargsRequest),
+        UnionRule(DistBuildEnvironmentRequest, ReproducibleBuildRequest),
     ]
