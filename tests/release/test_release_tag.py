@@ -1,0 +1,128 @@
+"""`tag` and `cut`: refusals leave everything as it was; success makes one commit and one tag."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.release.conftest import PASSING, Repo, package_command, python_command
+
+FAILING = python_command("raise SystemExit(3)")
+
+
+def release_args(*, test: str = PASSING, package: str | None = None) -> list[str]:
+    return ["--test-cmd", test, "--package-cmd", package or package_command()]
+
+
+def test_tag_releases_the_committed_version(repo: Repo) -> None:
+    result = repo.invoke("tag", *release_args())
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (
+        "released 24.03.4rc1; artifacts in dist/release-24.03.4rc1;"
+        " push with `git push --follow-tags`\n"
+    )
+    assert repo.git("log", "-1", "--format=%s") == "release: 24.03.4rc1"
+    assert repo.git("cat-file", "-t", "24.03.4rc1") == "tag"  # annotated
+    assert repo.git("rev-parse", "24.03.4rc1^{commit}") == repo.git("rev-parse", "HEAD")
+    assert "## 24.03.4rc1 (" in repo.read("CHANGELOG.md")
+    assert list((repo.root / "changes").glob("*.md")) == []
+    assert repo.git("status", "--porcelain") == ""
+    built = sorted(p.name for p in (repo.root / "dist" / "release-24.03.4rc1").iterdir())
+    assert "backend_ai_kernel-24.3.4rc1.tar.gz" in built
+
+
+def test_cut_bumps_then_tags(repo: Repo) -> None:
+    result = repo.invoke("cut", "rc", *release_args())
+    assert result.exit_code == 0, result.output
+    assert repo.read("VERSION") == "24.03.4rc2\n"
+    assert repo.git("describe", "--exact-match", "HEAD") == "24.03.4rc2"
+    assert repo.git("show", "--name-only", "--format=", "HEAD").splitlines() == [
+        "CHANGELOG.md",
+        "VERSION",
+        "changes/101.fix.md",
+        "changes/102.feature.md",
+    ]
+
+
+@pytest.mark.parametrize("command", ["tag", "cut"])
+def test_refuses_a_dirty_tree(repo: Repo, command: str) -> None:
+    repo.write("src/kernel/new.py", "x = 1\n")
+    before = repo.state()
+    result = repo.invoke(command, *(["rc"] if command == "cut" else []), *release_args())
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: the working tree is not clean (1 changed or untracked")
+    assert len(result.output.splitlines()) == 1
+    assert repo.state() == before
+
+
+def test_tag_refuses_an_existing_tag(repo: Repo) -> None:
+    repo.git("tag", "24.03.4rc1")
+    before = repo.state()
+    result = repo.invoke("tag", *release_args())
+    assert result.output == "Error: tag 24.03.4rc1 already exists\n"
+    assert result.exit_code == 1
+    assert repo.state() == before
+
+
+def test_cut_refuses_when_the_new_tag_exists(repo: Repo) -> None:
+    repo.git("tag", "-a", "24.03.4rc2", "-m", "Release 24.03.4rc2")
+    before = repo.state()
+    result = repo.invoke("cut", "rc", *release_args())
+    assert result.output == "Error: tag 24.03.4rc2 already exists\n"
+    assert repo.state() == before
+
+
+def _clone(source: Path, target: Path) -> Repo:
+    subprocess.run(["git", "clone", "--quiet", str(source), str(target)], check=True)
+    return Repo(target)
+
+
+def test_refuses_a_branch_behind_its_upstream(repo: Repo, tmp_path: Path) -> None:
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "clone", "--quiet", "--bare", str(repo.root), str(remote)], check=True)
+    manager = _clone(remote, tmp_path / "manager")
+    colleague = _clone(remote, tmp_path / "colleague")
+    colleague.write("src/kernel/fix.py", "fixed = True\n")
+    colleague.commit_all("a fix the release manager has not pulled")
+    colleague.git("push", "--quiet", "origin", "main")
+    before = manager.state()
+    for command in (["tag"], ["cut", "rc"]):
+        result = manager.invoke(*command, *release_args())
+        assert result.output == "Error: main is 1 commit(s) behind origin/main; pull first\n"
+        assert manager.state() == before
+
+
+def test_refuses_a_detached_head(repo: Repo) -> None:
+    repo.git("checkout", "--quiet", "--detach")
+    result = repo.invoke("tag", *release_args())
+    assert result.output == "Error: HEAD is detached; check out the release branch first\n"
+
+
+@pytest.mark.parametrize(
+    ("test_cmd", "package_cmd", "message"),
+    [
+        (FAILING, None, "Error: the tests failed (exit 3)"),
+        (PASSING, FAILING, "Error: packaging failed (exit 3)"),
+        (PASSING, package_command("backend.ai-kernel"), "Error: verify found 4 problem(s)"),
+    ],
+)
+def test_cut_rolls_back_on_failure(
+    repo: Repo, test_cmd: str, package_cmd: str | None, message: str
+) -> None:
+    before = repo.state()
+    result = repo.invoke("cut", "rc", *release_args(test=test_cmd, package=package_cmd))
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1].startswith(message), result.output
+    assert repo.state() == before
+
+
+def test_cut_rolls_back_after_the_changelog_was_folded(repo: Repo) -> None:
+    hook = repo.root / ".git" / "hooks" / "pre-commit"
+    hook.write_text("#!/bin/sh\necho 'refused by hook' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    before = repo.state()
+    result = repo.invoke("cut", "final", *release_args())
+    assert result.stderr.splitlines()[-1] == "Error: git commit failed (exit 1): refused by hook"
+    assert repo.state() == before

@@ -1,0 +1,192 @@
+"""`verify`: every problem of a dist directory is one line; a correct release passes."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from release.artifacts import parse_artifact, read_contents
+from release.verify import Expectations, check_inventory, check_krunner_archives
+from release.versioning import CalVer
+from tests.release.conftest import DISTRIBUTIONS, Repo, package_command, python_command
+from tests.release.distfactory import Dist, default_files, write_release, write_sdist, write_wheel
+
+VERSION = "24.03.4rc1"
+EXPECTED = Expectations.build(CalVer.parse(VERSION), DISTRIBUTIONS, ">=3.12,<3.13")
+
+
+def problems_of(repo: Repo, *args: str) -> list[str]:
+    result = repo.invoke("verify", *args)
+    assert result.exit_code == 1, result.output
+    return result.stdout.splitlines()
+
+
+def test_a_correct_release_passes(repo: Repo) -> None:
+    write_release(repo.root / "dist", VERSION, DISTRIBUTIONS)
+    result = repo.invoke("verify")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.endswith("3 distributions at 24.3.4rc1 verified\n")
+
+
+def test_each_problem_is_one_line(repo: Repo) -> None:
+    dist = repo.root / "dist"
+    write_release(dist, VERSION, DISTRIBUTIONS[:2])
+    (dist / "backend_ai_kernel_helper-24.3.4rc1.tar.gz").unlink()
+    write_wheel(dist, Dist("backend.ai-kernel", "24.03.4a1"))
+    broken = Dist(
+        "backend.ai-krunner-static-gnu",
+        VERSION,
+        {"ai/backend/krunner/static_gnu/__init__.py": b"import ai.backend.nowhere\n"},
+        requires=["types-six", "backend.ai-kernel>=24.3", "pyzmq>=26"],
+        requires_python=">=3.11",
+    )
+    write_wheel(dist, broken)
+    write_sdist(dist, broken)
+    assert problems_of(repo) == [
+        "backend_ai_kernel-24.3.4a1-py3-none-any.whl: stale artifact at 24.3.4a1, the release is"
+        " 24.3.4rc1",
+        "backend.ai-kernel-helper: expected one sdist at 24.3.4rc1, found 0",
+        *[
+            f"backend_ai_krunner_static_gnu-24.3.4rc1{suffix}: {problem}"
+            for suffix in ("-py3-none-any.whl", ".tar.gz")
+            for problem in (
+                "Requires-Python is >=3.11, expected >=3.12,<3.13 (pants.toml)",
+                "type stub types-six is a runtime requirement",
+                "first-party requirement backend.ai-kernel is >=24.3, expected ==24.3.4rc1",
+            )
+        ],
+        "import ai.backend.krunner.static_gnu: No module named 'ai.backend.nowhere'",
+    ]
+
+
+def test_missing_dist_directory_is_one_line(repo: Repo) -> None:
+    result = repo.invoke("verify", str(repo.root / "nowhere"))
+    assert result.exit_code == 1
+    assert result.output == f"Error: dist directory {repo.root / 'nowhere'} does not exist\n"
+
+
+def test_an_unreadable_archive_is_one_problem(repo: Repo) -> None:
+    dist = repo.root / "dist"
+    write_release(dist, VERSION, DISTRIBUTIONS)
+    wheel = dist / "backend_ai_kernel-24.3.4rc1-py3-none-any.whl"
+    wheel.write_bytes(wheel.read_bytes()[:-40])  # truncated: not a readable zip any more
+    [problem] = problems_of(repo)
+    assert problem.startswith(f"{wheel}: cannot read the archive")
+
+
+def test_twine_rejects_unrenderable_descriptions(repo: Repo) -> None:
+    class RstDist(Dist):
+        def metadata(self) -> bytes:
+            head = super().metadata().split(b"Description-Content-Type")[0]
+            return head + b"Description-Content-Type: text/x-rst\n\nTitle\n=====\n\n:bad:`x\n"
+
+    dist = repo.root / "dist"
+    write_release(dist, VERSION, DISTRIBUTIONS)
+    write_wheel(dist, RstDist("backend.ai-kernel", VERSION, default_files("kernel", VERSION)))
+    [problem] = problems_of(repo)
+    assert problem.startswith(
+        "backend_ai_kernel-24.3.4rc1-py3-none-any.whl: twine check failed:"
+        " `long_description` has syntax errors in markup"
+    )
+
+
+def test_metadata_version_and_sdist_name(tmp_path: Path) -> None:
+    write_release(tmp_path, VERSION, DISTRIBUTIONS)
+    sdist = tmp_path / "backend_ai_kernel-24.3.4rc1.tar.gz"
+    sdist.rename(tmp_path / "backend.ai-kernel-24.3.4rc1.tar.gz")
+    artifacts = [a for p in sorted(tmp_path.iterdir()) if (a := parse_artifact(p))]
+    assert check_inventory(artifacts, EXPECTED) == [
+        "backend.ai-kernel-24.3.4rc1.tar.gz: not the PEP 625 sdist name"
+        " backend_ai_kernel-24.3.4rc1.tar.gz"
+    ]
+
+
+def test_foreign_and_duplicate_wheels(tmp_path: Path) -> None:
+    write_release(tmp_path, VERSION, DISTRIBUTIONS)
+    write_wheel(tmp_path, Dist("backend.ai-agent", VERSION))
+    shutil.copy(
+        tmp_path / "backend_ai_kernel-24.3.4rc1-py3-none-any.whl",
+        tmp_path / "backend.ai_kernel-24.3.4rc1-py3-none-any.whl",
+    )
+    artifacts = [a for p in sorted(tmp_path.iterdir()) if (a := parse_artifact(p))]
+    assert check_inventory(artifacts, EXPECTED) == [
+        "backend_ai_agent-24.3.4rc1-py3-none-any.whl: not a workspace distribution (expected one"
+        " of: backend.ai-kernel, backend.ai-kernel-helper, backend.ai-krunner-static-gnu)",
+        "backend.ai-kernel: 2 wheels for py3-none-any:"
+        " backend.ai_kernel-24.3.4rc1-py3-none-any.whl,"
+        " backend_ai_kernel-24.3.4rc1-py3-none-any.whl",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("tag", "files", "problems"),
+    [
+        ("py3-none-any", {}, []),
+        ("py3-none-manylinux2014_x86_64", {"env/krunner-env.static-gnu.x86_64.tar.xz": b"xz"}, []),
+        (
+            "py3-none-manylinux2014_aarch64.macosx_11_0_arm64",
+            {"env/krunner-env.static-gnu.x86_64.tar.xz": b"xz"},
+            ["claims aarch64 but has no krunner-env.static-gnu.aarch64.tar.xz"],
+        ),
+    ],
+)
+def test_krunner_platform_archives(
+    tmp_path: Path, tag: str, files: dict[str, bytes], problems: list[str]
+) -> None:
+    files = {**files, "ai/backend/krunner/static_gnu/versions.txt": b"static-gnu\n"}
+    dist = Dist("backend.ai-krunner-static-gnu", VERSION, files, tag=tag, purelib=False)
+    wheel = parse_artifact(write_wheel(tmp_path, dist))
+    assert wheel is not None
+    assert check_krunner_archives(wheel, read_contents(wheel)) == problems
+
+
+def test_renamed_platform_wheel(repo: Repo) -> None:
+    dist = repo.root / "dist"
+    write_release(dist, VERSION, DISTRIBUTIONS)
+    wheel = dist / "backend_ai_krunner_static_gnu-24.3.4rc1-py3-none-any.whl"
+    renamed = wheel.rename(wheel.with_name(wheel.name.replace("any", "manylinux2014_x86_64")))
+    assert problems_of(repo) == [
+        f"{renamed.name}: WHEEL file tags py3-none-any differ from the file name's",
+        f"{renamed.name}: claims a platform but its WHEEL file says Root-Is-Purelib: true",
+        f"{renamed.name}: claims x86_64 but has no krunner-env.*.x86_64.tar.xz",
+    ]
+
+
+def test_third_party_dependencies_need_a_wheelhouse_for_strict_imports(
+    repo: Repo, tmp_path: Path
+) -> None:
+    dist = repo.root / "dist"
+    write_release(dist, VERSION, DISTRIBUTIONS)
+    needs_zmq = Dist(
+        "backend.ai-kernel",
+        VERSION,
+        {"ai/backend/kernel/__init__.py": b"import zmq\n"},
+        requires=["pyzmq>=26"],
+    )
+    write_wheel(dist, needs_zmq)
+    assert repo.invoke("verify").exit_code == 0  # lenient: zmq is not first-party
+    wheelhouse = tmp_path / "wheelhouse"
+    wheelhouse.mkdir()
+    [problem] = problems_of(repo, "--wheelhouse", str(wheelhouse))
+    assert problem.startswith("the wheels do not install together: ERROR:")
+    assert "pyzmq" in problem
+
+
+def test_reproducible_rebuild(repo: Repo) -> None:
+    write_release(repo.root / "dist", VERSION, DISTRIBUTIONS)
+    same = repo.invoke("verify", "--reproducible", "--rebuild-cmd", package_command())
+    assert same.exit_code == 0, same.output
+    noisy = python_command(
+        "import sys, time, pathlib;"
+        "pathlib.Path(sys.argv[1], 'backend_ai_kernel-24.3.4rc1.tar.gz')"
+        ".write_bytes(str(time.time()).encode())"
+    )
+    result = repo.invoke("verify", "--reproducible", "--rebuild-cmd", f"{noisy} {{dist}}")
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2 * len(DISTRIBUTIONS)
+    [mismatch] = [line for line in lines if "no file of this name" not in line]
+    assert mismatch.startswith("backend_ai_kernel-24.3.4rc1.tar.gz: not reproducible: sha256")
+    assert [p.name for p in (repo.root / "dist").iterdir() if p.is_dir()] == []

@@ -1,0 +1,251 @@
+"""`release`: bump, changelog, tag, cut, verify and diff the workspace's distributions.
+
+Run it as `./pants run tools/release -- COMMAND` (or `python -m release COMMAND` with
+tools/release on PYTHONPATH). Every refusal is one `Error: ...` line and exit status 1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from release.builds import check_reproducible, resolve_side
+from release.changelog import build_changelog
+from release.diffing import diff_report
+from release.errors import ReleaseError
+from release.releasing import ReleaseSettings, cut_release, release_dist_dir, tag_release
+from release.verify import Expectations, verify_dist
+from release.versioning import KINDS, CalVer, bump_to, read_version_file, write_version_file
+from release.versioning import bump as bump_version
+from release.workspace import Workspace, find_root
+
+DEFAULT_TEST_COMMAND = "./pants test ::"
+DEFAULT_PACKAGE_COMMAND = "./pants --pants-distdir={dist} package ::"
+# Pants would answer a rebuild from its cache; a reproducibility check must really rebuild.
+DEFAULT_REBUILD_COMMAND = "./pants --no-local-cache --pants-distdir={dist} package ::"
+
+
+class ReleaseGroup(click.Group):
+    """Turns a ReleaseError anywhere below into click's one-line `Error: ...` and exit 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ReleaseError as error:
+            raise click.ClickException(str(error)) from None
+
+
+@dataclass(frozen=True)
+class Options:
+    root: Path | None
+    distributions: tuple[str, ...]
+
+    def workspace(self) -> Workspace:
+        return Workspace(self.root or find_root(Path.cwd()), self.distributions)
+
+
+@click.group(cls=ReleaseGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--root",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Repository root (default: the nearest directory above with pants.toml).",
+)
+@click.option(
+    "--dist",
+    "distributions",
+    multiple=True,
+    envvar="RELEASE_DISTRIBUTIONS",
+    help="A distribution of the workspace (repeatable; default: every"
+    " python_distribution in the BUILD files).",
+)
+@click.pass_context
+def cli(ctx: click.Context, root: Path | None, distributions: tuple[str, ...]) -> None:
+    """Release the workspace's distributions: one version, every package, checked."""
+    ctx.obj = Options(root.resolve() if root else None, distributions)
+
+
+@cli.command()
+@click.argument("kind", required=False, metavar=f"[{'|'.join(KINDS)}]")
+@click.option("--to", "target", metavar="VERSION", help="Move to this exact newer version.")
+@click.pass_obj
+def bump(options: Options, kind: str | None, target: str | None) -> None:
+    """Move VERSION to the next release of KIND, or to --to VERSION."""
+    if (kind is None) == (target is None):
+        raise ReleaseError("give either KIND or --to VERSION")
+    workspace = options.workspace()
+    current = read_version_file(workspace.version_file)
+    new = bump_to(current, target) if target is not None else bump_version(current, str(kind))
+    write_version_file(workspace.version_file, new)
+    click.echo(f"{current} -> {new} (metadata version {new.canonical})")
+
+
+@cli.command()
+@click.option("--draft", is_flag=True, help="Print the new section; change nothing.")
+@click.pass_obj
+def changelog(options: Options, draft: bool) -> None:
+    """Fold the news fragments in changes/ into CHANGELOG.md under VERSION."""
+    workspace = options.workspace()
+    version = read_version_file(workspace.version_file)
+    rendered = build_changelog(workspace.root, version, draft=draft)
+    click.echo(
+        rendered.rstrip() if draft else f"CHANGELOG.md: news fragments folded under {version}"
+    )
+
+
+def _release_options[F: Callable[..., Any]](command: F) -> F:
+    decorators = [
+        click.option(
+            "--test-cmd",
+            envvar="RELEASE_TEST_CMD",
+            default=DEFAULT_TEST_COMMAND,
+            show_default=True,
+            help="Command that runs every test.",
+        ),
+        click.option(
+            "--package-cmd",
+            envvar="RELEASE_PACKAGE_CMD",
+            default=DEFAULT_PACKAGE_COMMAND,
+            show_default=True,
+            help="Command that builds every distribution into {dist}.",
+        ),
+        click.option("--no-fetch", is_flag=True, help="Compare with the upstream as last fetched."),
+        click.option(
+            "--wheelhouse",
+            multiple=True,
+            type=_directory(),
+            help="Directory of third-party wheels for the install check (repeatable).",
+        ),
+    ]
+    for decorator in reversed(decorators):
+        command = decorator(command)
+    return command
+
+
+def _directory() -> click.Path:
+    return click.Path(exists=True, file_okay=False, path_type=Path)
+
+
+def _settings(
+    test_cmd: str, package_cmd: str, no_fetch: bool, wheelhouse: tuple[Path, ...]
+) -> ReleaseSettings:
+    return ReleaseSettings(test_cmd, package_cmd, fetch=not no_fetch, wheelhouses=wheelhouse)
+
+
+def _report_release(workspace: Workspace, version: CalVer) -> None:
+    artifacts = release_dist_dir(workspace.root, version).relative_to(workspace.root)
+    click.echo(f"released {version}; artifacts in {artifacts}; push with `git push --follow-tags`")
+
+
+def _log(message: str) -> None:
+    click.echo(message, err=True)
+
+
+@cli.command()
+@_release_options
+@click.pass_obj
+def tag(
+    options: Options, test_cmd: str, package_cmd: str, no_fetch: bool, wheelhouse: tuple[Path, ...]
+) -> None:
+    """Test, package, verify, fold the changelog, commit `release: VERSION` and tag VERSION."""
+    settings = _settings(test_cmd, package_cmd, no_fetch, wheelhouse)
+    workspace = options.workspace()
+    _report_release(workspace, tag_release(workspace, settings, _log))
+
+
+@cli.command()
+@click.argument("kind", metavar=f"{'|'.join(KINDS)}")
+@_release_options
+@click.pass_obj
+def cut(
+    options: Options,
+    kind: str,
+    test_cmd: str,
+    package_cmd: str,
+    no_fetch: bool,
+    wheelhouse: tuple[Path, ...],
+) -> None:
+    """`bump KIND` then `tag`; on any failure the tree is left as it was."""
+    settings = _settings(test_cmd, package_cmd, no_fetch, wheelhouse)
+    workspace = options.workspace()
+    _report_release(workspace, cut_release(workspace, kind, settings, _log))
+
+
+@cli.command()
+@click.argument("dist_dir", required=False, type=click.Path(path_type=Path))
+@click.option("--reproducible", is_flag=True, help="Also rebuild and compare digests.")
+@click.option(
+    "--wheelhouse",
+    multiple=True,
+    type=_directory(),
+    help="Directory of third-party wheels: install with dependencies, import strictly.",
+)
+@click.option(
+    "--rebuild-cmd",
+    envvar="RELEASE_REBUILD_CMD",
+    default=DEFAULT_REBUILD_COMMAND,
+    show_default=True,
+    help="Command that rebuilds every distribution into {dist}.",
+)
+@click.pass_obj
+def verify(
+    options: Options,
+    dist_dir: Path | None,
+    reproducible: bool,
+    wheelhouse: tuple[Path, ...],
+    rebuild_cmd: str,
+) -> None:
+    """Check DIST_DIR (default dist/) holds a correct release of every distribution."""
+    workspace = options.workspace()
+    version = read_version_file(workspace.version_file)
+    expected = Expectations.build(version, workspace.distributions(), workspace.requires_python())
+    directory = dist_dir or workspace.root / "dist"
+    problems = verify_dist(directory, expected, wheelhouse)
+    if reproducible:
+        release = expected.release_artifacts(directory)
+        problems += check_reproducible(workspace.root, release, rebuild_cmd)
+    for problem in problems:
+        click.echo(problem)
+    if problems:
+        raise SystemExit(1)
+    click.echo(
+        f"{directory}: {len(expected.distributions)} distributions at {version.canonical} verified"
+    )
+
+
+@cli.command()
+@click.argument("old")
+@click.argument("new")
+@click.option(
+    "--package-cmd",
+    envvar="RELEASE_PACKAGE_CMD",
+    default=DEFAULT_PACKAGE_COMMAND,
+    show_default=True,
+    help="Command that builds a tag's distributions into {dist}.",
+)
+@click.pass_obj
+def diff(options: Options, old: str, new: str, package_cmd: str) -> None:
+    """Report what changed from OLD to NEW: artifact files, dist directories or git tags."""
+    with contextlib.ExitStack() as stack:
+        root = options.root or _root_if_any()
+        sides = [
+            resolve_side(spec, role, root, package_cmd, stack)
+            for spec, role in ((old, "OLD"), (new, "NEW"))
+        ]
+        click.echo("\n".join(diff_report(*sides)))
+
+
+def _root_if_any() -> Path:
+    """diff of two paths needs no repository; a tag does, and then the lookup must succeed."""
+    try:
+        return find_root(Path.cwd())
+    except ReleaseError:
+        return Path.cwd()
+
+
+def main() -> None:
+    cli(prog_name="release")

@@ -1,0 +1,105 @@
+"""Installs the release's wheels together into a fresh virtualenv and imports them, offline.
+
+Third-party dependencies (pyzmq, ...) are not in dist/. Without a wheelhouse the wheels are
+installed with --no-deps, and an import that fails only because a third-party module is absent
+is not counted: what is checked is that the wheels install side by side and that every
+first-party module they need is shipped. With `--wheelhouse DIR` the dependencies are resolved
+from DIR (still --no-index) and every import must succeed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import tempfile
+import venv
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path, PurePosixPath
+
+from release.artifacts import Artifact, Contents
+from release.proc import python_module, python_module_env
+
+
+def check_install(wheels: Mapping[Artifact, Contents], wheelhouses: Sequence[Path]) -> list[str]:
+    modules = sorted({m for contents in wheels.values() for m in importable_modules(contents)})
+    with tempfile.TemporaryDirectory(prefix="release-verify-") as scratch:
+        python, pip = _make_venv(Path(scratch) / "venv")
+        failure = _pip_install(pip, [w.path for w in wheels], wheelhouses)
+        if failure:
+            return [f"the wheels do not install together: {failure}"]
+        first_party = sorted({m.split(".")[0] for m in modules})
+        return _probe_imports(python, modules, first_party, strict=bool(wheelhouses), cwd=scratch)
+
+
+def importable_modules(contents: Contents) -> set[str]:
+    """The outermost regular packages and top-level modules a wheel installs."""
+    files = [PurePosixPath(p) for p in contents.data if _is_installed_source(p)]
+    packages = {f.parent for f in files if f.name == "__init__.py"}
+    outermost = {p for p in packages if p.parent not in packages}
+    modules = {f.with_suffix("") for f in files if len(f.parts) == 1 and f.suffix == ".py"}
+    return {".".join(p.parts) for p in outermost | modules}
+
+
+def _is_installed_source(path: str) -> bool:
+    top = path.split("/", 1)[0]
+    return path.endswith(".py") and not top.endswith((".dist-info", ".data"))
+
+
+def _make_venv(directory: Path) -> tuple[Path, list[str]]:
+    """The new environment's interpreter and a pip command that installs into it.
+
+    Seeding pip into every new venv takes seconds; our own pip can target it (`--python`).
+    """
+    own_pip = importlib.util.find_spec("pip") is not None
+    venv.EnvBuilder(with_pip=not own_pip, clear=True).create(directory)
+    python = directory / "bin" / "python"
+    if own_pip:
+        return python, [*python_module("pip"), "--python", str(python)]
+    return python, [str(python), "-m", "pip"]
+
+
+def _pip_install(pip: list[str], wheels: Sequence[Path], wheelhouses: Sequence[Path]) -> str | None:
+    command = [
+        *pip,
+        "install",
+        "--quiet",
+        "--no-index",
+        "--disable-pip-version-check",
+        "--no-input",
+    ]
+    if wheelhouses:
+        command += [f"--find-links={path}" for path in wheelhouses]
+    else:
+        command.append("--no-deps")
+    result = subprocess.run(
+        [*command, *map(str, wheels)],
+        capture_output=True,
+        text=True,
+        env=python_module_env(),
+        check=False,
+    )
+    if result.returncode == 0:
+        return None
+    errors = [line.strip() for line in result.stderr.splitlines() if line.strip()]
+    return errors[-1] if errors else f"pip exited {result.returncode}"
+
+
+def _probe_imports(
+    python: Path, modules: Sequence[str], first_party: Sequence[str], *, strict: bool, cwd: str
+) -> list[str]:
+    probe = resources.files("release") / "import_probe.py"
+    with resources.as_file(probe) as probe_path:
+        command = [
+            str(python),
+            "-I",
+            str(probe_path),
+            "strict" if strict else "lenient",
+            ",".join(first_party),
+            *modules,
+        ]
+        result = subprocess.run(command, capture_output=True, text=True, cwd=cwd, check=False)
+    problems = [f"import {line}" for line in result.stdout.splitlines() if line.strip()]
+    if result.returncode != 0 and not problems:
+        problems.append(f"the import check crashed: {result.stderr.strip()[-200:]}")
+    return problems

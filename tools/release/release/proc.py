@@ -1,0 +1,69 @@
+"""Running the external commands the release steps depend on."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from release.errors import ReleaseError
+
+
+def run_captured(
+    command: Sequence[str], cwd: Path, what: str, env: Mapping[str, str] | None = None
+) -> str:
+    """Runs a command for its output; a failure becomes one line naming `what` failed and why."""
+    try:
+        result = subprocess.run(
+            list(command), cwd=cwd, env=env, capture_output=True, text=True, check=False
+        )
+    except OSError as error:
+        raise ReleaseError(f"{what}: cannot run {command[0]}: {error.strerror}") from None
+    if result.returncode != 0:
+        raise ReleaseError(f"{what} failed (exit {result.returncode}): {_last_line(result)}")
+    return result.stdout
+
+
+def run_streamed(command: Sequence[str], cwd: Path, what: str, env: Mapping[str, str]) -> None:
+    """Runs a long command (tests, builds) with its output going straight to the terminal.
+
+    Its stdout goes to our stderr: our stdout carries only reports (diff, verify, changelog).
+    """
+    try:
+        returncode = subprocess.run(
+            list(command), cwd=cwd, env=env, stdout=2, check=False
+        ).returncode
+    except OSError as error:
+        raise ReleaseError(f"{what}: cannot run {command[0]}: {error.strerror}") from None
+    if returncode != 0:
+        raise ReleaseError(f"{what} failed (exit {returncode}): {shlex.join(command)}")
+
+
+def _last_line(result: subprocess.CompletedProcess[str]) -> str:
+    lines = [line.strip() for line in (result.stderr or result.stdout).splitlines()]
+    return next((line for line in reversed(lines) if line), "no output")
+
+
+def python_module(module: str) -> list[str]:
+    return [sys.executable, "-m", module]
+
+
+def python_module_env() -> dict[str, str]:
+    """Environment in which `python -m <dependency>` finds this tool's dependencies.
+
+    Inside a PEX the dependencies are on sys.path only, not in the interpreter's site-packages.
+    """
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(entry for entry in sys.path if entry)
+    return env
+
+
+def expand_command(template: str, dist_dir: str) -> list[str]:
+    """Splits a configured command line and fills in `{dist}`, the output directory."""
+    words = shlex.split(template)
+    if not words:
+        raise ReleaseError("a configured command is empty")
+    return [word.replace("{dist}", dist_dir) for word in words]

@@ -1,0 +1,134 @@
+"""`tag` and `cut`: the checked path from a clean tree to an annotated release tag."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from release.builds import build_env, package
+from release.changelog import build_changelog
+from release.errors import ReleaseError
+from release.gitrepo import Git
+from release.proc import run_streamed
+from release.verify import Expectations, verify_dist
+from release.versioning import CalVer, bump, read_version_file, write_version_file
+from release.workspace import Workspace
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ReleaseSettings:
+    test_command: str
+    package_command: str
+    fetch: bool = True
+    wheelhouses: Sequence[Path] = ()
+
+
+def tag_release(workspace: Workspace, settings: ReleaseSettings, log: Log) -> CalVer:
+    """Releases the version VERSION already holds (committed)."""
+    version = read_version_file(workspace.version_file)
+    git = Git(workspace.root)
+    ensure_ready(git, version, fetch=settings.fetch)
+    with rolled_back_on_failure(git, version):
+        _release(workspace, git, version, settings, log)
+    return version
+
+
+def cut_release(workspace: Workspace, kind: str, settings: ReleaseSettings, log: Log) -> CalVer:
+    """`bump KIND` then `tag`; on any failure the branch, index, files and tags are as before."""
+    current = read_version_file(workspace.version_file)
+    version = bump(current, kind)
+    git = Git(workspace.root)
+    ensure_ready(git, version, fetch=settings.fetch)
+    with rolled_back_on_failure(git, version):
+        write_version_file(workspace.version_file, version)
+        log(f"VERSION: {current} -> {version}")
+        _release(workspace, git, version, settings, log)
+    return version
+
+
+def ensure_ready(git: Git, version: CalVer, *, fetch: bool) -> None:
+    dirty = git.changed_paths()
+    if dirty:
+        raise ReleaseError(
+            f"the working tree is not clean ({len(dirty)} changed or untracked paths,"
+            f" e.g. {dirty[0]}); commit or stash them first"
+        )
+    if git.tag_exists(str(version)):
+        raise ReleaseError(f"tag {version} already exists")
+    branch = git.branch()
+    if branch is None:
+        raise ReleaseError("HEAD is detached; check out the release branch first")
+    upstream = git.upstream()
+    if upstream is None:
+        return
+    if fetch:
+        git.run("fetch", "--quiet")
+    behind = git.commits_behind(upstream)
+    if behind:
+        raise ReleaseError(f"{branch} is {behind} commit(s) behind {upstream}; pull first")
+
+
+@contextmanager
+def rolled_back_on_failure(git: Git, version: CalVer) -> Iterator[None]:
+    """Restores HEAD, index and tracked files, and drops the tag, if the block fails.
+
+    Callers have checked that the tree was clean and the tag absent, so nothing else is lost.
+    """
+    start = git.head()
+    try:
+        yield
+    except BaseException:
+        if git.tag_exists(str(version)):
+            git.run("tag", "-d", str(version))
+        git.run("reset", "--hard", "--quiet", start)
+        raise
+
+
+def _release(
+    workspace: Workspace, git: Git, version: CalVer, settings: ReleaseSettings, log: Log
+) -> None:
+    _test_package_verify(workspace, version, settings, log)
+    build_changelog(workspace.root, version, draft=False)
+    git.run("add", "--", "VERSION", "CHANGELOG.md")
+    git.run("commit", "--quiet", "-m", f"release: {version}")
+    git.run("tag", "--annotate", str(version), "-m", f"Release {version}")
+    log(f"tagged {version}")
+
+
+def _test_package_verify(
+    workspace: Workspace, version: CalVer, settings: ReleaseSettings, log: Log
+) -> None:
+    """The whole suite, not only what changed: a release commit touches no source."""
+    root = workspace.root
+    expected = Expectations.build(version, workspace.distributions(), workspace.requires_python())
+    log(f"==> {settings.test_command}")
+    run_streamed(shlex.split(settings.test_command), root, "the tests", build_env(root))
+    dist_dir = _fresh_dist_dir(root, version)
+    log(f"==> packaging into {dist_dir.relative_to(root)}")
+    package(root, settings.package_command, dist_dir, "packaging")
+    problems = verify_dist(dist_dir, expected, settings.wheelhouses)
+    for problem in problems:
+        log(problem)
+    if problems:
+        raise ReleaseError(f"verify found {len(problems)} problem(s) in {dist_dir}")
+
+
+def release_dist_dir(root: Path, version: CalVer) -> Path:
+    """Where `tag` builds: only this release's artifacts, inside the git-ignored dist/.
+
+    Pants requires its dist directory to be inside the build root.
+    """
+    return root / "dist" / f"release-{version}"
+
+
+def _fresh_dist_dir(root: Path, version: CalVer) -> Path:
+    dist_dir = release_dist_dir(root, version)
+    shutil.rmtree(dist_dir, ignore_errors=True)
+    dist_dir.mkdir(parents=True)
+    return dist_dir
