@@ -1,0 +1,1 @@
+"""Backend.AI kernel runner: the process inside every compute container."""

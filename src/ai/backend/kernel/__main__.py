@@ -1,0 +1,100 @@
+"""The runner's command line: ``python -s -m ai.backend.kernel [--debug] RUNTIME_TYPE [PATH]``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+from pathlib import Path
+
+from .languages import LANGUAGES
+from .server import Runner, RunnerConfig
+
+log = logging.getLogger("ai.backend.kernel")
+
+DEFAULT_PORTS = {"replin": 2000, "replout": 2001}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m ai.backend.kernel", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help="log at DEBUG level")
+    parser.add_argument("runtime_type", choices=sorted(LANGUAGES), metavar="RUNTIME_TYPE")
+    parser.add_argument("runtime_path", nargs="?", help="interpreter or compiler to use")
+    parser.add_argument("--bind", default="*", help="address to bind (default: all interfaces)")
+    parser.add_argument("--repl-in-port", type=int, help="ops port (default: 2000)")
+    parser.add_argument("--repl-out-port", type=int, help="records port (default: 2001)")
+    parser.add_argument("--work-dir", type=Path, default=Path("/home/work"))
+    parser.add_argument("--config-dir", type=Path, default=Path("/home/config"))
+    parser.add_argument(
+        "--service-def-dir", type=Path, default=Path("/etc/backend.ai/service-defs")
+    )
+    parser.add_argument(
+        "--input-socket",
+        type=Path,
+        default=Path("/tmp/bai-user-input.sock"),
+        help="user-input relay socket (a private one is used if another runner holds it)",
+    )
+    parser.add_argument(
+        "--interrupt-grace",
+        type=float,
+        default=2.0,
+        help="seconds between an interrupt's SIGINT and SIGKILL (default: 2)",
+    )
+    return parser.parse_args(argv)
+
+
+def intrinsic_ports(config_dir: Path) -> dict[str, int]:
+    """Ports the agent assigns in host-network mode, else the defaults."""
+    try:
+        data = json.loads((config_dir / "intrinsic-ports.json").read_text())
+        return {key: int(data.get(key, port)) for key, port in DEFAULT_PORTS.items()}
+    except FileNotFoundError:
+        return dict(DEFAULT_PORTS)
+    except (OSError, ValueError, TypeError, AttributeError) as e:
+        log.warning("ignoring a bad intrinsic-ports.json: %s", e)
+        return dict(DEFAULT_PORTS)
+
+
+def make_config(args: argparse.Namespace) -> RunnerConfig:
+    ports = intrinsic_ports(args.config_dir)
+    return RunnerConfig(
+        lang=LANGUAGES[args.runtime_type],
+        runtime_path=args.runtime_path,
+        bind=args.bind,
+        repl_in_port=args.repl_in_port or ports["replin"],
+        repl_out_port=args.repl_out_port or ports["replout"],
+        work_dir=args.work_dir.absolute(),
+        config_dir=args.config_dir.absolute(),
+        service_def_dir=args.service_def_dir,
+        input_socket=args.input_socket,
+        interrupt_grace=args.interrupt_grace,
+    )
+
+
+async def serve(config: RunnerConfig) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    runner = Runner(config)
+    try:
+        await runner.start()
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        await runner.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format=f"{args.runtime_type}-kernel: %(levelname)s %(name)s: %(message)s",
+    )
+    asyncio.run(serve(make_config(args)))
+
+
+if __name__ == "__main__":
+    main()

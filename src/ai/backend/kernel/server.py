@@ -1,0 +1,440 @@
+"""The runner: ZeroMQ sockets, the op dispatch table, the execution queue and start-up."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import zmq
+import zmq.asyncio
+
+from . import polly, user_sitecustomize
+from .environment import build_child_env
+from .execution import ProcessManager
+from .input_relay import InputBroker, InputRelay
+from .jupyter import JupyterKernel
+from .languages import (
+    Jupyter,
+    Language,
+    NoQuery,
+    Polly,
+    Programs,
+    Step,
+    choose_step,
+    expand_argv,
+    find_sources,
+    query_stem,
+    resolve_runtime,
+)
+from .protocol import (
+    MalformedMessage,
+    Message,
+    Op,
+    Record,
+    decode_json,
+    encode_json,
+    encode_status,
+    exit_payload,
+    parse_message,
+)
+
+log = logging.getLogger(__name__)
+
+SEND_HWM = 64
+"""Records buffered in ZeroMQ before sends wait: at most 64 x 256 KiB of output in memory."""
+LINGER_MS = 100
+SHUTDOWN_WAIT = 2.0
+INIT_OUTPUT_TAIL = 4096
+INPUT_SOCKET_ENV = "BACKENDAI_USER_INPUT_SOCKET"
+OOM_NOTICE = b"[runner] out of memory: the kernel's OOM killer ended a process.\n"
+
+Handler = Callable[[str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    lang: Language
+    runtime_path: str | None
+    bind: str
+    repl_in_port: int
+    repl_out_port: int
+    work_dir: Path
+    config_dir: Path
+    service_def_dir: Path
+    input_socket: Path
+    interrupt_grace: float
+
+
+class Runner:
+    def __init__(self, config: RunnerConfig) -> None:
+        self.config = config
+        self.lang = config.lang
+        self.started_at = time.monotonic()
+        self.private_dir = Path(tempfile.mkdtemp(prefix="bai-kernel-"))
+        self.inputs = InputBroker(self.send)
+        self.processes = ProcessManager(self.inputs, config.interrupt_grace)
+        self.relay = InputRelay(self.inputs)
+        self.jupyter: JupyterKernel | None = None
+        self.jupyter_problem = "the Jupyter kernel is still starting"
+        self.init_errors: list[str] = []
+        self.ready = asyncio.Event()
+        self.build_failed = False
+        self.queue: asyncio.Queue[Message] = asyncio.Queue()
+        self.background: set[asyncio.Task[None]] = set()
+        self.send_lock = asyncio.Lock()
+        self.zmq_context = zmq.asyncio.Context()
+        self.insock = self.zmq_context.socket(zmq.PULL)
+        self.outsock = self.zmq_context.socket(zmq.PUSH)
+        # The one place that says how each op is handled.  Queued ops run one at a time, in
+        # order, once start-up is done; the others run at once as concurrent tasks.
+        self.dispatch: dict[Op, Handler] = {
+            Op.CLEAN: self.on_clean,
+            Op.BUILD: self.on_build,
+            Op.EXEC: self.on_exec,
+            Op.CODE: self.on_code,
+            Op.INPUT: self.on_input,
+            Op.INTERRUPT: self.on_interrupt,
+            Op.STATUS: self.on_status,
+            Op.COMPLETE: self.on_complete,
+            Op.EVENT: self.on_event,
+            Op.START_SERVICE: self.on_start_service,
+            Op.SHUTDOWN_SERVICE: self.on_shutdown_service,
+            Op.GET_APPS: self.on_get_apps,
+            Op.START_MODEL_SERVICE: self.on_start_model_service,
+        }
+        self.queued_ops = {Op.CLEAN, Op.BUILD, Op.EXEC, Op.CODE}
+
+    # ---- life cycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.env = self._make_env(await self._start_relay())
+        self.batch_env = {**self.env, "_BACKEND_BATCH_MODE": "1"}
+        self.runtime_path = self.config.runtime_path or resolve_runtime(self.lang, self.env["PATH"])
+        self.outsock.setsockopt(zmq.SNDHWM, SEND_HWM)
+        for sock in (self.insock, self.outsock):
+            sock.setsockopt(zmq.LINGER, LINGER_MS)
+        self.insock.bind(f"tcp://{self.config.bind}:{self.config.repl_in_port}")
+        self.outsock.bind(f"tcp://{self.config.bind}:{self.config.repl_out_port}")
+        if not self.config.work_dir.is_dir():
+            log.warning("the work directory %s does not exist", self.config.work_dir)
+        if self.config.service_def_dir.is_dir():
+            log.info("service definitions in %s are not served yet", self.config.service_def_dir)
+        log.info(
+            "%s runner listening on %s:%d/%d (runtime %s)",
+            self.lang.key,
+            self.config.bind,
+            self.config.repl_in_port,
+            self.config.repl_out_port,
+            self.runtime_path,
+        )
+        for job in (self._receive(), self._work(), self._initialize()):
+            self._spawn(job)
+
+    async def _start_relay(self) -> dict[str, str]:
+        """Start the input relay; the environment variable that tells children where it is."""
+        fallback = self.private_dir / "input.sock"
+        try:
+            path = await self.relay.start(self.config.input_socket, fallback)
+        except OSError as e:  # e.g. a path too long for AF_UNIX; reading stdin still works
+            log.error("no input relay: %s", e)
+            return {}
+        return {INPUT_SOCKET_ENV: str(path)}
+
+    def _make_env(self, relay_env: dict[str, str]) -> dict[str, str]:
+        env = build_child_env(
+            os.environ, self.lang, self.config.work_dir, self.config.config_dir, relay_env
+        )
+        site_dir = str(self.private_dir / "pysite")
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [site_dir, env.get("PYTHONPATH")]))
+        return env
+
+    async def _install_sitecustomize(self) -> None:
+        """Give user Python processes the input relay (the directory is on their PYTHONPATH)."""
+        site_dir = self.private_dir / "pysite"
+        site_dir.mkdir()
+        (site_dir / "sitecustomize.py").write_text(inspect.getsource(user_sitecustomize))
+
+    async def close(self) -> None:
+        for task in list(self.background):
+            task.cancel()
+        if self.background:  # let cancelled steps clean up, but never hang on a missing agent
+            await asyncio.wait(self.background, timeout=SHUTDOWN_WAIT)
+        await self.processes.stop_all()
+        if self.jupyter is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(5):
+                    await self.jupyter.shutdown()
+        await self.relay.close()
+        self.zmq_context.destroy(linger=LINGER_MS)
+        shutil.rmtree(self.private_dir, ignore_errors=True)
+
+    def _spawn(self, job: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(job)
+        self.background.add(task)
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self.background.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            if isinstance(error, MalformedMessage):
+                log.warning("ignoring a malformed message: %s", error)
+            else:
+                log.error("a handler failed", exc_info=error)
+
+    async def send(self, record: Record, payload: bytes) -> None:
+        async with self.send_lock:
+            await self.outsock.send_multipart([record.encode(), payload], copy=False)
+
+    # ---- receiving and queueing -------------------------------------------------------------
+
+    async def _receive(self) -> None:
+        while True:
+            frames = await self.insock.recv_multipart()
+            try:
+                message = parse_message(frames)
+            except MalformedMessage as e:
+                log.warning("ignoring a malformed message: %s", e)
+                continue
+            log.debug("op %s (%d chars)", message.op, len(message.payload))
+            if message.op in self.queued_ops:
+                self.queue.put_nowait(message)
+            else:
+                self._spawn(self.dispatch[message.op](message.payload))
+
+    async def _work(self) -> None:
+        await self.ready.wait()
+        while True:
+            message = await self.queue.get()
+            try:
+                if self.init_errors:
+                    report = "".join(f"[runner start-up] {e}\n" for e in self.init_errors)
+                    self.init_errors.clear()
+                    await self.send(Record.STDERR, report.encode())
+                await self.dispatch[message.op](message.payload)
+            except Exception:
+                log.exception("%s failed", message.op)
+
+    async def _finish(self, record: Record, step: Awaitable[int]) -> None:
+        """Run an execution step and always answer with its finished record."""
+        exit_code = -1
+        try:
+            exit_code = await step
+        except Exception as e:
+            log.exception("internal error in %s", record)
+            await self.send(Record.STDERR, f"runner internal error: {e!r}\n".encode())
+        finally:
+            await self.send(record, exit_payload(exit_code))
+
+    # ---- start-up -------------------------------------------------------------------------
+
+    async def _initialize(self) -> None:
+        """Start-up steps run concurrently; a failure is reported, never fatal."""
+        steps: list[tuple[str, Awaitable[None]]] = [("input relay", self._install_sitecustomize())]
+        if isinstance(self.lang.query, Jupyter):
+            steps.append(("Jupyter kernel", self._start_jupyter(self.lang.query.kernelspec)))
+        if self.lang.init and os.path.exists(self.lang.init[0]):
+            steps.append((self.lang.init[0], self._run_init_command(self.lang.init)))
+        bootstrap = self.config.work_dir / "bootstrap.sh"
+        if bootstrap.is_file():
+            steps.append(("bootstrap.sh", self._run_init_command(("/bin/sh", str(bootstrap)))))
+        try:
+            results = await asyncio.gather(*(job for _, job in steps), return_exceptions=True)
+            for (name, _), result in zip(steps, results, strict=True):
+                if isinstance(result, Exception):
+                    log.error("start-up step %s failed: %s", name, result)
+                    self.init_errors.append(f"{name} failed: {result}")
+        finally:
+            self.ready.set()
+
+    async def _start_jupyter(self, kernelspec: str) -> None:
+        try:
+            self.jupyter = await JupyterKernel.start(kernelspec, self.env, self.config.work_dir)
+        except Exception as e:
+            self.jupyter_problem = f"the Jupyter kernel did not start: {e}"
+            raise
+
+    async def _run_init_command(self, argv: Sequence[str]) -> None:
+        """Run a start-up script; its output goes to the container log, its tail to errors."""
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env=self.env,
+            cwd=self.config.work_dir,
+            start_new_session=True,
+        )
+        assert proc.stdout is not None
+        tail = b""
+        try:
+            while chunk := await proc.stdout.read(65536):
+                sys.stderr.buffer.write(chunk)
+                tail = (tail + chunk)[-INIT_OUTPUT_TAIL:]
+            sys.stderr.buffer.flush()
+            exit_code = await proc.wait()
+        finally:
+            if proc.returncode is None:  # shutdown during start-up
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+        if exit_code != 0:
+            output = tail.decode(errors="replace")
+            raise RuntimeError(f"exit code {exit_code}; last output:\n{output}")
+
+    # ---- batch mode -------------------------------------------------------------------------
+
+    async def on_clean(self, command: str) -> None:
+        await self._finish(Record.CLEAN_FINISHED, self._batch_step(command, self.lang.clean))
+
+    async def on_build(self, command: str) -> None:
+        async def build() -> int:
+            makefile = (self.config.work_dir / "Makefile").is_file()
+            steps = (Step("", ("make",)),) if command == "*" and makefile else self.lang.build
+            exit_code = await self._batch_step(command, steps)
+            self.build_failed = exit_code != 0
+            return exit_code
+
+        await self._finish(Record.BUILD_FINISHED, build())
+
+    async def on_exec(self, command: str) -> None:
+        async def execute() -> int:
+            if self.build_failed:
+                self.build_failed = False
+                return 127
+            return await self._batch_step(command, self.lang.exec, batch=True)
+
+        await self._finish(Record.FINISHED, execute())
+
+    async def _batch_step(self, command: str, steps: Sequence[Step], batch: bool = False) -> int:
+        env = self.batch_env if batch else self.env
+        if command == "":
+            return 0
+        if command != "*":
+            return await self._run(["/bin/sh", "-c", command], env)
+        step = choose_step(steps, self.config.work_dir)
+        if step is None:
+            wanted = ", ".join(s.requires for s in steps) or "nothing"
+            message = f"no {self.lang.key} heuristic applies here (looked for: {wanted})\n"
+            await self.send(Record.STDERR, message.encode())
+            return 127
+        if not step.argv:
+            return 0
+        sources = find_sources(self.lang, self.config.work_dir)
+        return await self._run(expand_argv(step.argv, self._values(), env, sources), env)
+
+    def _values(self, **extra: str) -> dict[str, str]:
+        return {
+            "runtime": self.runtime_path,
+            "runtime_dir": os.path.dirname(self.runtime_path),
+            "work_dir": str(self.config.work_dir),
+            **extra,
+        }
+
+    async def _run(self, argv: Sequence[str], env: dict[str, str]) -> int:
+        return await self.processes.run(argv, env=env, cwd=self.config.work_dir, send=self.send)
+
+    # ---- query mode -------------------------------------------------------------------------
+
+    async def on_code(self, code: str) -> None:
+        await self._finish(Record.FINISHED, self._query(code))
+
+    async def _query(self, code: str) -> int:
+        match self.lang.query:
+            case Jupyter():
+                if self.jupyter is None:
+                    await self.send(Record.STDERR, f"{self.jupyter_problem}\n".encode())
+                    return 127
+                return await self.jupyter.execute(code, self.send, self.inputs)
+            case Programs() as programs:
+                return await self._run_snippet(programs, code)
+            case Polly():
+                return await polly.speak(code, self.send)
+            case NoQuery(reason):
+                await self.send(Record.STDERR, f"{reason}\n".encode())
+                return 127
+
+    async def _run_snippet(self, programs: Programs, code: str) -> int:
+        """Compile and run a snippet in a private directory; the cwd stays the work dir."""
+        snippet_dir = Path(tempfile.mkdtemp(dir=self.private_dir, prefix="query-"))
+        try:
+            stem = query_stem(self.lang, code)
+            source = snippet_dir / f"{stem}{self.lang.suffix}"
+            prelude = programs.prelude
+            if prelude and code.lstrip().startswith(prelude.strip()):
+                prelude = ""
+            source.write_text(prelude + code, encoding="utf-8")
+            values = self._values(
+                src=str(source), bin=str(snippet_dir / "main"), dir=str(snippet_dir), stem=stem
+            )
+            for template in programs.commands:
+                exit_code = await self._run(expand_argv(template, values, self.env), self.env)
+                if exit_code != 0:
+                    return exit_code
+            return 0
+        finally:
+            shutil.rmtree(snippet_dir, ignore_errors=True)
+
+    # ---- other ops --------------------------------------------------------------------------
+
+    async def on_input(self, text: str) -> None:
+        self.inputs.feed(text)
+
+    async def on_interrupt(self, _: str) -> None:
+        if not self.processes.interrupt() and self.jupyter is not None:
+            await self.jupyter.interrupt(self.config.interrupt_grace)
+
+    async def on_status(self, _: str) -> None:
+        await self.send(Record.STATUS, encode_status(self.started_at))
+
+    async def on_complete(self, payload: str) -> None:
+        matches: list[str] = []
+        try:
+            request = decode_json(payload)
+            if self.jupyter is not None and isinstance(request, dict):
+                code = str(request.get("code", ""))
+                cursor = request.get("cursor_pos")
+                cursor_pos = cursor if isinstance(cursor, int) else None
+                matches = await self.jupyter.complete(code, cursor_pos)
+        except (MalformedMessage, TimeoutError) as e:
+            log.info("completion gave no result: %s", e)
+        finally:
+            await self.send(Record.COMPLETION, encode_json(matches))
+
+    async def on_event(self, payload: str) -> None:
+        event = decode_json(payload)
+        kind = event.get("type") if isinstance(event, dict) else None
+        if kind == "oom":
+            log.warning("the agent reports that a process in this container was OOM-killed")
+            # It concerns the user's execution, if one is running (the agent drops it otherwise).
+            await self.send(Record.STDERR, OOM_NOTICE)
+        else:
+            log.info("agent event: %s", payload[:200])
+
+    async def on_start_service(self, payload: str) -> None:
+        try:
+            name = decode_json(payload).get("name", "?")
+        except (MalformedMessage, AttributeError):
+            name = "?"
+        error = f"services are not supported by this runner yet: {name}"
+        await self.send(Record.SERVICE_RESULT, encode_json({"status": "failed", "error": error}))
+
+    async def on_shutdown_service(self, payload: str) -> None:
+        log.info("no service to shut down: %s", payload[:200])
+
+    async def on_get_apps(self, _: str) -> None:
+        await self.send(Record.APPS_RESULT, encode_json({"status": "done", "data": []}))
+
+    async def on_start_model_service(self, _: str) -> None:
+        error = "model services are not supported by this runner yet"
+        result = encode_json({"status": "failed", "error": error})
+        await self.send(Record.MODEL_SERVICE_RESULT, result)

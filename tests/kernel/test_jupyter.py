@@ -1,0 +1,116 @@
+"""Query mode through a real ipykernel (kernelspec in a temporary JUPYTER_PATH)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+pytest.importorskip("ipykernel")
+
+TINY_PNG = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5E"
+    "rkJggg=="
+)
+
+
+@pytest.fixture(scope="module")
+def kernel(start_module_kernel: Callable[..., Any]) -> Any:
+    return start_module_kernel("python", "--interrupt-grace", "0.5")
+
+
+def test_state_is_kept_between_snippets(kernel: Any) -> None:
+    assert kernel.agent.query("answer = 41").exit_code() == 0
+    result = kernel.agent.query("print(answer + 1)")
+    assert (result.stdout, result.exit_code()) == ("42\n", 0)
+
+
+def test_exception_gives_nonzero_exit_code(kernel: Any) -> None:
+    result = kernel.agent.query("raise ValueError('boom')")
+    assert result.exit_code() != 0
+    assert "boom" in result.stderr
+
+
+def test_html_is_json_media(kernel: Any) -> None:
+    result = kernel.agent.query("from IPython.display import HTML\nHTML('<b>hi</b>')")
+    assert result.json_payloads("media") == [{"type": "text/html", "data": "<b>hi</b>"}]
+
+
+def test_images_are_data_uris_and_svg_is_text(kernel: Any) -> None:
+    code = (
+        "import base64\nfrom IPython.display import Image, SVG, display\n"
+        f"display(Image(data=base64.b64decode('{TINY_PNG}'), format='png'))\n"
+        "display(SVG('<svg xmlns=\"http://www.w3.org/2000/svg\"/>'))\n"
+    )
+    png, svg = kernel.agent.query(code).json_payloads("media")
+    assert png == {"type": "image/png", "data": f"data:image/png;base64,{TINY_PNG}"}
+    assert svg["type"] == "image/svg+xml"
+    assert svg["data"].startswith("<svg")
+
+
+def test_plain_results_go_to_stdout(kernel: Any) -> None:
+    assert kernel.agent.query("6 * 7").stdout == "42\n"
+
+
+def test_input_through_the_stdin_channel(kernel: Any) -> None:
+    result = kernel.agent.query("name = input('who? ')\nprint('hi', name)", inputs=["Ada"])
+    assert result.json_payloads("waiting-input") == [{"is_password": False}]
+    assert result.stdout == "who? hi Ada\n"
+
+
+def test_password_prompt_is_flagged(kernel: Any) -> None:
+    code = "import getpass\nsecret = getpass.getpass('pw: ')\nprint(len(secret))"
+    result = kernel.agent.query(code, inputs=["hunter2"])
+    assert result.json_payloads("waiting-input") == [{"is_password": True}]
+    assert result.stdout.endswith("7\n")
+
+
+def test_completion_uses_the_kernel(kernel: Any) -> None:
+    kernel.agent.query("import os")
+    kernel.agent.send("complete", json.dumps({"code": "os.pat", "options": {}}))
+    kind, payload = kernel.agent.recv()
+    assert kind == "completion"
+    assert "path" in json.loads(payload)
+
+
+def test_interrupt_stops_a_running_snippet(kernel: Any) -> None:
+    kernel.agent.send("code", "import time\ntime.sleep(60)")
+    time.sleep(0.5)
+    kernel.agent.send("interrupt", "")
+    result = kernel.agent.collect("finished")
+    assert result.exit_code() != 0
+    assert "KeyboardInterrupt" in result.stderr
+    assert kernel.agent.query("print('still here')").stdout == "still here\n"
+
+
+def test_kernel_gets_the_child_environment(kernel: Any) -> None:
+    result = kernel.agent.query("import os\nprint(os.environ['BACKENDAI_USER_INPUT_SOCKET'])")
+    assert result.stdout.strip().endswith(".sock")
+
+
+def test_subprocess_in_snippet_can_be_interrupted(kernel: Any) -> None:
+    kernel.agent.send("code", "import subprocess\nsubprocess.run(['sleep', '60'])")
+    time.sleep(0.5)
+    kernel.agent.send("interrupt", "")
+    assert kernel.agent.collect("finished").exit_code() != 0
+
+
+def test_dead_kernel_is_restarted(kernel: Any) -> None:
+    result = kernel.agent.query("import os\nos._exit(1)")
+    assert result.exit_code() == 1
+    assert "restarting" in result.stderr
+    assert kernel.agent.query("print('back')").stdout == "back\n"
+
+
+def test_kernel_ignoring_the_interrupt_is_restarted(kernel: Any) -> None:
+    code = "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\ntime.sleep(60)"
+    kernel.agent.send("code", code)
+    time.sleep(0.5)
+    kernel.agent.send("interrupt", "")
+    result = kernel.agent.collect("finished")
+    assert result.exit_code() != 0
+    assert "restarting" in result.stderr
+    assert kernel.agent.query("print('fresh')").stdout == "fresh\n"
