@@ -1,0 +1,65 @@
+"""Finds the distributions Pants built for a test and installs them into a fresh virtualenv.
+
+Tests that list `python_distribution` targets in `runtime_package_dependencies` find the built
+sdists and wheels in their working directory. Installing is offline: the wheels go in with
+`--no-deps`, and a `.pth` file lends the new virtualenv the third-party packages of the locked
+test environment, so what is imported from `ai.backend` comes from the wheels alone.
+"""
+
+from __future__ import annotations
+
+import os
+import site
+import subprocess
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
+
+
+def built_artifacts(root: Path) -> list[Path]:
+    # Only the top level: Pants' own PEXes in the sandbox hold wheels of their own.
+    return sorted(p for p in root.iterdir() if p.name.endswith((".whl", ".tar.gz")))
+
+
+def wheels_by_project(root: Path) -> dict[str, Path]:
+    wheels: dict[str, Path] = {}
+    for path in built_artifacts(root):
+        if path.name.endswith(".whl"):
+            wheels[canonicalize_name(parse_wheel_filename(path.name)[0])] = path
+    return wheels
+
+
+def sdists_by_project(root: Path) -> dict[str, Path]:
+    sdists: dict[str, Path] = {}
+    for path in built_artifacts(root):
+        if path.name.endswith(".tar.gz"):
+            sdists[canonicalize_name(parse_sdist_filename(path.name)[0])] = path
+    return sdists
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """An environment that cannot see the test sandbox's sources or Pants' PEX settings."""
+    keep = ("PATH", "HOME", "LANG", "TMPDIR")
+    env = {k: v for k, v in os.environ.items() if k in keep}
+    env.update(extra)
+    return env
+
+
+def create_venv_with_wheels(venv: Path, wheels: Iterable[Path]) -> Path:
+    """Creates `venv` with `wheels` installed and returns its Python interpreter."""
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=clean_env())
+    python = venv / "bin" / "python"
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--no-index", "--no-deps",
+         "--disable-pip-version-check", *map(str, wheels)],
+        check=True,
+        env=clean_env(),
+    )
+    venv_site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True, capture_output=True, text=True, env=clean_env(),
+    ).stdout.strip()
+    Path(venv_site, "test-environment.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    return python
