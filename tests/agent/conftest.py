@@ -1,0 +1,656 @@
+# mypy: disable-error-code="no-untyped-call"
+"""Harness: drive a kernel runner subprocess with the real Backend.AI agent code.
+
+The runner under test is started as a subprocess and talked to only through the classes of
+backend.ai-agent 24.3.x: ``AbstractCodeRunner`` (subclassed here with the two abstract
+address getters, exactly what the Docker backend does) and ``DockerKernel`` (only its
+``create_code_runner`` is replaced, so ``execute``, ``check_status``, ``get_completions``,
+``interrupt_kernel``, ``start_service`` and ``get_service_apps`` are the agent's own).
+
+Which runner is driven (first match):
+
+1. ``BACKEND_KERNEL_UPSTREAM_PYTHON=/path/to/python`` (a python with the published
+   backend.ai-kernel and ipykernel): the upstream runner, started as in a container
+   (``python -m ai.backend.kernel python PYTHON``, cwd ``/home/work``, fixed ports 2000/2001).
+   Used to validate this harness; upstream fails the tests of the defects the rewrite fixes.
+2. ``BACKEND_KERNEL_PYTHON=/path/to/python``: this repository's runner run by that python.
+3. A ``backend_ai_kernel-*.whl`` under the working directory (what Pants puts in a test
+   sandbox for ``runtime_package_dependencies``; never searched in a git work tree): it is
+   installed offline with ``--no-deps`` into a fresh virtualenv that borrows the test
+   environment's site-packages (pyzmq, msgpack, jupyter-client, ipykernel) through a .pth.
+4. ``sys.executable``.
+
+This repository's runner is started as ``PYTHON -m ai.backend.kernel --bind 127.0.0.1
+--repl-in-port P1 --repl-out-port P2 --work-dir TMP --config-dir TMP2 python``. If that python
+has no ``ai.backend.kernel`` with this repository's command line (``--repl-in-port`` in
+``--help``), every test is skipped with the reason, unless ``BACKEND_KERNEL_REQUIRE_RUNNER=1``
+turns the skip into a failure. Once the command line is there, a runner that does not start
+or does not answer ``status`` fails the tests, never skips them.
+
+Note that backend.ai-agent depends on the published backend.ai-kernel, so in the agent's own
+environment ``python -m ai.backend.kernel`` is upstream's runner: point BACKEND_KERNEL_PYTHON
+at a python where this repository's runner (and ipykernel) is installed.
+
+Readiness is the agent's own probe (``check_status``) over the agent's sockets: a second
+client on the runner's PUSH socket would receive some of the agent's records round-robin.
+
+Tests are plain functions: the ``agent`` fixture runs coroutines on one event loop for the
+whole session (the agent's zmq context and sockets must stay on one loop). Each test gets a
+fresh runner process, stopped afterwards (SIGTERM, then SIGKILL to what is left).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import site
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import pytest
+
+with warnings.catch_warnings():
+    # ai.backend.agent.agent imports pkg_resources, which warns on import.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from ai.backend.agent.docker.kernel import DockerKernel
+    from ai.backend.agent.kernel import AbstractCodeRunner, NextResult
+    from ai.backend.agent.types import AgentEventData
+
+T = TypeVar("T")
+
+START_TIMEOUT = 60.0  # seconds until the runner must answer its first `status`
+STOP_TIMEOUT = 10.0  # seconds the runner gets to exit after SIGTERM
+CALL_TIMEOUT = 30.0  # default limit for one agent-level call in a test
+API_VERSION = 4  # what the 24.3 agent uses (default_api_version)
+FLUSH_TIMEOUT = 2.0  # the agent's continuation flush timeout
+
+# The agent's service-port list for the test kernel. `not-a-service` passes the agent's own
+# name check and must be refused by the runner (it is in no service definition).
+SERVICE_PORTS: list[dict[str, Any]] = [
+    {"name": "not-a-service", "protocol": "http", "container_ports": [8091], "host_ports": [None]},
+]
+
+
+# --------------------------------------------------------------------------------------
+# Runner subprocess
+# --------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class RunnerSpec:
+    flavour: str  # "new" or "upstream"
+    argv: list[str]
+    cwd: Path
+    work_dir: Path
+    config_dir: Path
+    in_port: int
+    out_port: int
+    env: dict[str, str]
+
+
+@dataclass
+class RunnerProcess:
+    spec: RunnerSpec
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    started_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log_tail(self, limit: int = 6000) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "<no log>"
+        return text[-limit:]
+
+    def descendants(self) -> list[int]:
+        return descendants_of(self.proc.pid)
+
+    def stop(self) -> int | None:
+        """SIGTERM, wait, then SIGKILL whatever is left of what we started (the runner's
+        process group and every descendant seen before the SIGTERM)."""
+        tree = [(pid, _start_time(pid)) for pid in self.descendants()]
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                pass
+        _kill_group(self.proc.pid)
+        for pid, started in tree:
+            if started is not None and _start_time(pid) == started:  # not a reused pid
+                _kill_pid(pid)
+        try:
+            return self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            return None
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _start_time(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def _kill_pid(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def descendants_of(root: int) -> list[int]:
+    """All live descendants of `root`, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    found: list[int] = []
+    stack = [root]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+@dataclass
+class RunnerChoice:
+    """Which runner the session drives, and how its python is run."""
+
+    flavour: str  # "new" or "upstream"
+    python: str
+    env: dict[str, str]
+    origin: str  # where the choice came from, for messages
+
+
+def _base_child_env() -> dict[str, str]:
+    """The test environment minus what would change how the runner's python starts."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PEX_")}
+    env.pop("PYTHONSTARTUP", None)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _find_built_wheel(root: Path) -> Path | None:
+    """A backend.ai-kernel wheel that Pants built for this test
+    (``runtime_package_dependencies``), anywhere under the working directory. Not searched
+    in a work tree (which may hold a stale dist/): only in a test sandbox."""
+    if (root / ".git").exists():
+        return None
+    wheels = sorted(root.rglob("backend_ai_kernel-*.whl"))
+    return wheels[-1] if wheels else None
+
+
+def _venv_with_wheel(wheel: Path, venv: Path) -> str:
+    """A virtualenv with the wheel alone (offline, --no-deps); a .pth file lends it the test
+    environment's third-party packages (pyzmq, msgpack, jupyter-client, ipykernel)."""
+    env = {k: v for k, v in _base_child_env().items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=env)
+    python = venv / "bin" / "python"
+    pip = [str(python), "-m", "pip", "install", "-q", "--no-index", "--no-deps"]
+    subprocess.run([*pip, "--disable-pip-version-check", str(wheel)], check=True, env=env)
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    ).stdout.strip()
+    Path(purelib, "test-environment.pth").write_text("\n".join(_lent_paths()) + "\n")
+    return str(python)
+
+
+def _lent_paths() -> list[str]:
+    """Where this test process finds its third-party packages: its site-packages and, under
+    Pants, the PEX directories on sys.path. The standard library is left out."""
+    stdlib = sysconfig.get_paths()["stdlib"]  # the base interpreter's, also in a venv
+    lent = list(site.getsitepackages())
+    for entry in sys.path:
+        if not os.path.isabs(entry) or entry in lent or not os.path.isdir(entry):
+            continue
+        if entry != stdlib and not entry.startswith(stdlib + os.sep):
+            lent.append(entry)
+    return lent
+
+
+def choose_runner(tmp_factory: pytest.TempPathFactory) -> RunnerChoice:
+    env = _base_child_env()
+    if upstream := os.environ.get("BACKEND_KERNEL_UPSTREAM_PYTHON"):
+        return RunnerChoice("upstream", upstream, env, "BACKEND_KERNEL_UPSTREAM_PYTHON")
+    if python := os.environ.get("BACKEND_KERNEL_PYTHON"):
+        return RunnerChoice("new", python, env, "BACKEND_KERNEL_PYTHON")
+    if wheel := _find_built_wheel(Path.cwd()):
+        env.pop("PYTHONPATH", None)  # the runner must come from the wheel alone
+        python = _venv_with_wheel(wheel, tmp_factory.mktemp("runner-venv") / "venv")
+        return RunnerChoice("new", python, env, f"built wheel {wheel.name}")
+    return RunnerChoice("new", sys.executable, env, "sys.executable")
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("BACKEND_KERNEL_REQUIRE_RUNNER", "") not in ("", "0"):
+        pytest.fail(f"runner required (BACKEND_KERNEL_REQUIRE_RUNNER) but {reason}")
+    pytest.skip(reason)
+
+
+def _check_new_runner_cli(choice: RunnerChoice) -> None:
+    """Skip (with the reason) if the python has no runner with this repository's CLI."""
+    python = choice.python
+    if not Path(python).exists():
+        _unavailable(f"runner python {python!r} ({choice.origin}) does not exist")
+    try:
+        out = subprocess.run(
+            [python, "-m", "ai.backend.kernel", "--help"],
+            capture_output=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+            env=choice.env,
+        )
+    except subprocess.TimeoutExpired:
+        _unavailable(f"`{python} -m ai.backend.kernel --help` did not return within 60 s")
+        return
+    text = (out.stdout + out.stderr).decode(errors="replace")
+    if out.returncode != 0 or "--repl-in-port" not in text:
+        lines = text.strip().splitlines() or [""]
+        summary = lines[0] if lines[0] == lines[-1] else f"{lines[0]} ... {lines[-1]}"
+        _unavailable(
+            f"ai.backend.kernel cannot be started yet with {python} ({choice.origin}); set "
+            f"BACKEND_KERNEL_PYTHON to a python that has this repository's runner, or give the "
+            f"tests its wheel. `-m ai.backend.kernel --help` exited {out.returncode} without "
+            f"--repl-in-port: {summary[:300]}"
+        )
+
+
+def new_runner_spec(tmp: Path, choice: RunnerChoice) -> RunnerSpec:
+    work, config = tmp / "work", tmp / "config"
+    work.mkdir(parents=True, exist_ok=True)
+    config.mkdir(parents=True, exist_ok=True)
+    p_in, p_out = _free_port(), _free_port()
+    while p_out == p_in:
+        p_out = _free_port()
+    argv = [
+        choice.python, "-m", "ai.backend.kernel",
+        "--bind", "127.0.0.1",
+        "--repl-in-port", str(p_in),
+        "--repl-out-port", str(p_out),
+        "--work-dir", str(work),
+        "--config-dir", str(config),
+        "python",
+    ]  # fmt: skip
+    return RunnerSpec("new", argv, work, work, config, p_in, p_out, dict(choice.env))
+
+
+def upstream_runner_spec(choice: RunnerChoice) -> RunnerSpec:
+    work, config = Path("/home/work"), Path("/home/config")
+    work.mkdir(parents=True, exist_ok=True)
+    config.mkdir(parents=True, exist_ok=True)
+    argv = [choice.python, "-m", "ai.backend.kernel", "python", choice.python]
+    return RunnerSpec("upstream", argv, work, work, config, 2000, 2001, dict(choice.env))
+
+
+def _wait_port_free(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("0.0.0.0", port))
+                return
+            except OSError:
+                time.sleep(0.1)
+    pytest.fail(f"port {port} is still in use: is another runner running?")
+
+
+def start_runner(spec: RunnerSpec, log_dir: Path) -> RunnerProcess:
+    if spec.flavour == "upstream":
+        _wait_port_free(spec.in_port)
+        _wait_port_free(spec.out_port)
+    log_path = log_dir / f"runner-{spec.in_port}.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            spec.argv,
+            cwd=spec.cwd,
+            env=spec.env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return RunnerProcess(spec, proc, log_path)
+
+
+# --------------------------------------------------------------------------------------
+# The agent side
+# --------------------------------------------------------------------------------------
+
+
+class LocalCodeRunner(AbstractCodeRunner):
+    """The agent's code runner, pointed at a runner listening on 127.0.0.1."""
+
+    def __init__(self, *args: Any, in_port: int, out_port: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.in_port = in_port
+        self.out_port = out_port
+
+    async def get_repl_in_addr(self) -> str:
+        return f"tcp://127.0.0.1:{self.in_port}"
+
+    async def get_repl_out_addr(self) -> str:
+        return f"tcp://127.0.0.1:{self.out_port}"
+
+
+class LocalKernel(DockerKernel):
+    """The agent's Docker kernel object without Docker: only the code runner is local."""
+
+    async def create_code_runner(
+        self, event_producer: Any, *, client_features: frozenset[str], api_version: int
+    ) -> AbstractCodeRunner:
+        return await LocalCodeRunner.new(
+            self.kernel_id,
+            self.session_id,
+            event_producer,
+            in_port=self.data["repl_in_port"],
+            out_port=self.data["repl_out_port"],
+            exec_timeout=0,
+            client_features=client_features,
+        )
+
+
+class RecordingEventProducer:
+    """Stands in for the agent's event bus (used for model-service health events)."""
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    async def produce_event(self, event: Any, *, source: str = "agent") -> None:
+        self.events.append(event)
+
+
+@dataclass
+class RunResult:
+    """What the API client would see for one run, all continuations merged."""
+
+    status: str
+    exit_code: int | None
+    options: Mapping[str, Any] | None
+    console: list[tuple[str, Any]]
+    statuses: list[str]
+
+    def text(self, stream: str) -> str:
+        return "".join(str(data) for kind, data in self.console if kind == stream)
+
+    @property
+    def stdout(self) -> str:
+        return self.text("stdout")
+
+    @property
+    def stderr(self) -> str:
+        return self.text("stderr")
+
+    def media(self) -> list[tuple[str, str]]:
+        return [(str(data[0]), str(data[1])) for kind, data in self.console if kind == "media"]
+
+
+def _merge(results: Sequence[NextResult]) -> RunResult:
+    console: list[tuple[str, Any]] = []
+    for res in results:
+        console.extend((kind, data) for kind, data in res.get("console") or [])
+    last = results[-1]
+    return RunResult(
+        status=str(last["status"]),
+        exit_code=last.get("exitCode"),
+        options=last.get("options"),
+        console=console,
+        statuses=[str(r["status"]) for r in results],
+    )
+
+
+class AgentSession:
+    """One runner subprocess plus the agent objects that drive it."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, runner: RunnerProcess) -> None:
+        self.loop = loop
+        self.runner = runner
+        self.events = RecordingEventProducer()
+        self.kernel = self._make_kernel()
+        self.run(self.kernel.init(cast(Any, self.events)))
+        self.first_status = self.run(self._wait_ready(), timeout=START_TIMEOUT + 5)
+
+    async def _wait_ready(self) -> Mapping[str, Any]:
+        """The agent's readiness probe (check_status), bounded, while watching the process.
+
+        The probe goes through the agent's own sockets: a second client connected to the
+        runner's PUSH socket would get some of the agent's records round-robin."""
+        task = self.loop.create_task(self.kernel.check_status())
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            done, _ = await asyncio.wait({task}, timeout=0.1)
+            if done:
+                result = task.result()
+                assert isinstance(result, dict) and "started_at" in result, result
+                return result
+            if self.runner.proc.poll() is not None:
+                break
+        task.cancel()
+        rc = self.runner.proc.poll()
+        what = f"exited with {rc}" if rc is not None else f"gave no answer in {START_TIMEOUT} s"
+        pytest.fail(f"runner {what} before answering `status`:\n{self.runner.log_tail()}")
+
+    def _make_kernel(self) -> LocalKernel:
+        return LocalKernel(
+            uuid.uuid4(),  # type: ignore[arg-type]
+            uuid.uuid4(),  # type: ignore[arg-type]
+            "i-test",  # type: ignore[arg-type]
+            cast(Any, None),  # image: only stored
+            1,
+            agent_config={},
+            resource_spec=None,  # type: ignore[arg-type]
+            service_ports=SERVICE_PORTS,
+            environ={},
+            data={
+                "repl_in_port": self.runner.spec.in_port,
+                "repl_out_port": self.runner.spec.out_port,
+            },
+        )
+
+    @property
+    def flavour(self) -> str:
+        return self.runner.spec.flavour
+
+    @property
+    def work_dir(self) -> Path:
+        return self.runner.spec.work_dir
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = CALL_TIMEOUT) -> T:
+        return self.loop.run_until_complete(self._bounded(coro, timeout))
+
+    async def _bounded(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
+        # asyncio.wait, not wait_for: several agent calls swallow CancelledError and
+        # return a placeholder, which would hide a timeout.
+        task = self.loop.create_task(coro)
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+        if not done:
+            task.cancel()
+            await asyncio.wait({task}, timeout=5)
+            pytest.fail(
+                f"no answer within {timeout} s (the agent would wait here).\n"
+                f"runner log:\n{self.runner.log_tail()}"
+            )
+        return task.result()
+
+    async def execute_once(
+        self, run_id: str, mode: str, text: str = "", opts: Mapping[str, Any] | None = None
+    ) -> NextResult:
+        return await self.kernel.execute(
+            run_id,
+            mode,  # type: ignore[arg-type]
+            text,
+            opts=opts or {},
+            api_version=API_VERSION,
+            flush_timeout=FLUSH_TIMEOUT,
+        )
+
+    async def execute_until_status(
+        self, run_id: str, mode: str, text: str = "", opts: Mapping[str, Any] | None = None
+    ) -> RunResult:
+        """One API request and its `continue`s until it returns something else than
+        `continued`, as the API client does."""
+        results = [await self.execute_once(run_id, mode, text, opts)]
+        while results[-1]["status"] == "continued":
+            results.append(await self.execute_once(run_id, "continue"))
+        return _merge(results)
+
+    def execute(
+        self,
+        run_id: str,
+        mode: str,
+        text: str = "",
+        opts: Mapping[str, Any] | None = None,
+        timeout: float = CALL_TIMEOUT,
+    ) -> RunResult:
+        return self.run(self.execute_until_status(run_id, mode, text, opts), timeout)
+
+    def query(self, code: str, timeout: float = CALL_TIMEOUT) -> RunResult:
+        return self.execute(new_run_id(), "query", code, timeout=timeout)
+
+    def batch(
+        self, clean: str, build: str, exec_: str, timeout: float = CALL_TIMEOUT
+    ) -> tuple[str, list[RunResult]]:
+        """Clean/build/exec as the client does it: `batch`, then `continue` after each
+        clean-finished/build-finished, until `finished`. Returns the run id and each
+        status-ending step."""
+        run_id = new_run_id()
+        opts = {"clean": clean, "build": build, "exec": exec_}
+        steps = [self.execute(run_id, "batch", opts=opts, timeout=timeout)]
+        while steps[-1].status in ("clean-finished", "build-finished"):
+            steps.append(self.execute(run_id, "continue", timeout=timeout))
+        return run_id, steps
+
+    def notify_event(self, type_: str, data: Mapping[str, Any] | None = None) -> None:
+        self.run(self.kernel.notify_event(AgentEventData(type_, dict(data or {}))))
+
+    def close(self) -> None:
+        self.run(self.kernel.runner.close(), timeout=10)  # type: ignore[union-attr]
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex
+
+
+# --------------------------------------------------------------------------------------
+# Fixtures
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def agent_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.close()
+
+
+@pytest.fixture(scope="session")
+def runner_choice(tmp_path_factory: pytest.TempPathFactory) -> RunnerChoice:
+    """The runner under test, after checking that it can be started at all."""
+    choice = choose_runner(tmp_path_factory)
+    if choice.flavour == "upstream":
+        if not Path(choice.python).exists():
+            pytest.fail(f"BACKEND_KERNEL_UPSTREAM_PYTHON={choice.python!r} does not exist")
+    else:
+        _check_new_runner_cli(choice)
+    return choice
+
+
+@pytest.fixture
+def runner_spec(runner_choice: RunnerChoice, tmp_path: Path) -> RunnerSpec:
+    if runner_choice.flavour == "upstream":
+        return upstream_runner_spec(runner_choice)
+    return new_runner_spec(tmp_path, runner_choice)
+
+
+@pytest.fixture
+def runner(runner_spec: RunnerSpec, tmp_path: Path) -> Iterator[RunnerProcess]:
+    proc = start_runner(runner_spec, tmp_path)
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture
+def agent(agent_loop: asyncio.AbstractEventLoop, runner: RunnerProcess) -> Iterator[AgentSession]:
+    session = AgentSession(agent_loop, runner)
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+@pytest.fixture
+def another_agent(
+    agent_loop: asyncio.AbstractEventLoop, runner_choice: RunnerChoice, tmp_path: Path
+) -> Iterator[Callable[[], AgentSession]]:
+    """Start further runners (this repository's only) with their own agent sessions."""
+    started: list[AgentSession] = []
+
+    def spawn() -> AgentSession:
+        if runner_choice.flavour == "upstream":
+            pytest.skip("upstream binds fixed ports and paths: only one can run")
+        base = tmp_path / f"extra-{len(started)}"
+        base.mkdir()
+        proc = start_runner(new_runner_spec(base, runner_choice), base)
+        try:
+            started.append(AgentSession(agent_loop, proc))
+        except BaseException:
+            proc.stop()
+            raise
+        return started[-1]
+
+    try:
+        yield spawn
+    finally:
+        for session in started:
+            session.close()
+            session.runner.stop()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The 24.3 agent uses `with timeout(...)` of async-timeout 4, which warns each time.
+    config.addinivalue_line(
+        "filterwarnings", "ignore:with timeout\\(\\) is deprecated:DeprecationWarning"
+    )

@@ -1,0 +1,452 @@
+# mypy: disable-error-code="no-untyped-call"
+"""The runner driven by the real agent (backend.ai-agent 24.3.x) over its two sockets.
+
+Each test gets a fresh runner subprocess (see conftest.py). Every agent call is bounded:
+where the agent itself would wait forever (status, completion), the test fails instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from tests.agent.conftest import AgentSession
+
+
+V1: dict[str, Any] = {"api_version": 1, "flush_timeout": 2.0}
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex
+
+
+def processes_matching(needle: str) -> list[int]:
+    """PIDs whose command line contains `needle`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if needle.encode() in cmdline:
+            found.append(int(entry))
+    return found
+
+
+def is_running(pid: int) -> bool:
+    """True for a live process (a zombie, waiting to be reaped by init, is not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+def still_running(pids: list[int], timeout: float = 3.0) -> list[int]:
+    """The pids that are still running after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    left = [pid for pid in pids if is_running(pid)]
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = [pid for pid in left if is_running(pid)]
+    return left
+
+
+async def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"{what} did not happen within {timeout} s"
+        await asyncio.sleep(0.05)
+
+
+# --------------------------------------------------------------------------------------
+# status, apps, services, completion
+# --------------------------------------------------------------------------------------
+
+
+def test_check_status(agent: AgentSession) -> None:
+    result = agent.run(agent.kernel.check_status())
+    assert isinstance(result, dict)
+    assert isinstance(result["started_at"], float)
+
+
+def test_kernel_creation_readiness_sequence(agent: AgentSession) -> None:
+    """What the agent does at kernel creation: check_status(), then get_service_apps()."""
+    assert agent.run(agent.kernel.check_status()) is not None
+    apps = agent.run(agent.kernel.get_service_apps())
+    assert apps == {"status": "done", "data": []}
+
+
+def test_ping(agent: AgentSession) -> None:
+    result = agent.run(agent.kernel.ping())
+    assert result is not None and "started_at" in result
+
+
+def test_get_apps_returns_empty_list(agent: AgentSession) -> None:
+    start = time.monotonic()
+    result = agent.run(agent.kernel.get_service_apps())
+    # On no answer the agent returns {"status": "failed", "error": "timeout"} after 10 s.
+    assert result == {"status": "done", "data": []}
+    assert time.monotonic() - start < 5
+
+
+def test_start_service_fails_fast(agent: AgentSession) -> None:
+    start = time.monotonic()
+    result = agent.run(agent.kernel.start_service("not-a-service", {}))
+    elapsed = time.monotonic() - start
+    assert result["status"] == "failed", result
+    # "timeout" is what the agent makes up when the runner never answers.
+    assert result.get("error") not in (None, "", "timeout", "cancelled"), result
+    assert elapsed < 9, f"start-service took {elapsed:.1f} s"
+
+
+def test_start_service_unknown_name_is_rejected_by_agent(agent: AgentSession) -> None:
+    result = agent.run(agent.kernel.start_service("not-in-service-ports", {}))
+    assert result == {"status": "failed", "error": "invalid service name"}
+    # ...and the runner is still fine afterwards.
+    assert agent.run(agent.kernel.check_status()) is not None
+
+
+def test_shutdown_service_is_harmless(agent: AgentSession) -> None:
+    agent.run(agent.kernel.shutdown_service("not-a-service"))
+    assert agent.query("print('still here')").stdout == "still here\n"
+
+
+def test_completion_answers(agent: AgentSession) -> None:
+    """The agent waits for `completion` with no timeout: the runner must always answer."""
+    agent.query("x_unique_variable_name = 1")
+    result = agent.run(agent.kernel.get_completions("x_unique_var", {}), timeout=15)
+    assert result["status"] == "finished"
+    completions = result["completions"]
+    assert isinstance(completions, list)
+    assert "x_unique_variable_name" in json.dumps(completions)
+
+
+def test_completion_with_nothing_to_complete(agent: AgentSession) -> None:
+    result = agent.run(agent.kernel.get_completions("", {}), timeout=15)
+    assert isinstance(result["completions"], list)
+
+
+def test_event_notification_gets_no_reply_and_breaks_nothing(agent: AgentSession) -> None:
+    agent.notify_event("oom")
+    agent.notify_event("some-future-event", {"x": 1})
+    assert agent.query("print(1 + 1)").stdout == "2\n"
+
+
+# --------------------------------------------------------------------------------------
+# query mode
+# --------------------------------------------------------------------------------------
+
+
+def test_query_print(agent: AgentSession) -> None:
+    result = agent.query("print('hi')")
+    assert result.status == "finished"
+    assert result.exit_code == 0
+    assert result.console == [("stdout", "hi\n")]
+
+
+def test_query_through_api_v1_aggregation(agent: AgentSession) -> None:
+    """Old API clients get separate stdout/stderr/media fields from the same records."""
+    code = "import sys; print('out'); print('err', file=sys.stderr)"
+    run_id = new_run_id()
+
+    async def run_v1() -> list[Any]:
+        results = [await agent.kernel.execute(run_id, "query", code, opts={}, **V1)]
+        while results[-1]["status"] == "continued":
+            results.append(await agent.kernel.execute(run_id, "continue", "", opts={}, **V1))
+        return results
+
+    results = agent.run(run_v1())
+    assert results[-1]["status"] == "finished"
+    assert "".join(r["stdout"] for r in results) == "out\n"
+    assert "".join(r["stderr"] for r in results) == "err\n"
+    assert [m for r in results for m in r["media"]] == []
+
+
+def test_query_keeps_state(agent: AgentSession) -> None:
+    assert agent.query("value = 41").exit_code == 0
+    result = agent.query("print(value + 1)")
+    assert result.stdout == "42\n"
+
+
+def test_query_exception_gives_nonzero_exit_code(agent: AgentSession) -> None:
+    result = agent.query("1 / 0")
+    assert result.status == "finished"
+    assert result.exit_code not in (None, 0)
+    assert "ZeroDivisionError" in result.stderr
+    # the kernel survives
+    assert agent.query("print('after')").stdout == "after\n"
+
+
+def test_query_stderr(agent: AgentSession) -> None:
+    result = agent.query("import sys; sys.stderr.write('oops\\n'); sys.stderr.flush()")
+    assert result.exit_code == 0
+    assert result.stderr == "oops\n"
+
+
+def test_query_html_is_media_the_agent_can_parse(agent: AgentSession) -> None:
+    """The agent json.loads every media record (upstream sent raw HTML, which broke it)."""
+    result = agent.query("from IPython.display import HTML, display; display(HTML('<b>x</b>'))")
+    assert result.exit_code == 0
+    assert ("text/html", "<b>x</b>") in result.media()
+
+
+def test_query_image_is_data_uri(agent: AgentSession) -> None:
+    png = (
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5E"
+        "rkJggg=="
+    )
+    code = (
+        "import base64\nfrom IPython.display import Image, display\n"
+        f"display(Image(data=base64.b64decode({png!r})))"
+    )
+    result = agent.query(code)
+    assert result.exit_code == 0
+    media = result.media()
+    assert media, result.console
+    mime, data = media[0]
+    assert mime == "image/png"
+    assert data.startswith("data:image/png;base64,")
+
+
+def test_query_input_round_trip(agent: AgentSession) -> None:
+    run_id = new_run_id()
+    first = agent.execute(run_id, "query", "name = input('Name: ')\nprint('hello', name)")
+    assert first.status == "waiting-input"
+    assert first.options is not None and first.options.get("is_password") is False
+    assert "Name: " in first.stdout
+    second = agent.execute(run_id, "input", "Alice")
+    assert second.status == "finished"
+    assert second.exit_code == 0
+    assert "hello Alice" in second.stdout
+
+
+def test_query_password_input(agent: AgentSession) -> None:
+    run_id = new_run_id()
+    first = agent.execute(run_id, "query", "import getpass\npw = getpass.getpass('PW: ')")
+    assert first.status == "waiting-input"
+    assert first.options is not None and first.options.get("is_password") is True
+    second = agent.execute(run_id, "input", "s3cret")
+    assert second.status == "finished"
+    assert agent.query("print(len(pw))").stdout == "6\n"
+
+
+def test_query_large_output_through_agent(agent: AgentSession) -> None:
+    result = agent.query("print('가나다라마바사' * 100000)", timeout=60)
+    assert result.exit_code == 0
+    assert result.stdout == "가나다라마바사" * 100000 + "\n"
+
+
+def test_interrupt_query(agent: AgentSession, tmp_path: Path) -> None:
+    started = tmp_path / "started"
+    code = f"import time\nopen({str(started)!r}, 'w').close()\ntime.sleep(60)"
+
+    async def scenario() -> Any:
+        task = asyncio.ensure_future(agent.execute_until_status(new_run_id(), "query", code))
+        await wait_until(started.exists, "the snippet starting")
+        await asyncio.sleep(0.2)
+        assert not task.done(), "sleep(60) finished early"
+        assert await agent.kernel.interrupt_kernel() == {"status": "finished"}
+        start = time.monotonic()
+        result = await task
+        return result, time.monotonic() - start
+
+    result, elapsed = agent.run(scenario(), timeout=40)
+    assert result.status == "finished"
+    assert elapsed < 15, f"the interrupted snippet took {elapsed:.1f} s to finish"
+    assert result.exit_code not in (None, 0)
+    assert "KeyboardInterrupt" in result.stderr
+    assert agent.query("print('alive')").stdout == "alive\n"
+
+
+# --------------------------------------------------------------------------------------
+# batch mode
+# --------------------------------------------------------------------------------------
+
+
+def test_batch_clean_build_exec(agent: AgentSession) -> None:
+    name = f"agent-test-{uuid.uuid4().hex[:8]}.txt"
+    _, steps = agent.batch(
+        f"rm -f {name}; echo cleaned",
+        f"echo built > {name}; echo building",
+        f'cat {name}; echo "batch=$_BACKEND_BATCH_MODE"; rm -f {name}',
+    )
+    assert [s.status for s in steps] == ["clean-finished", "build-finished", "finished"]
+    assert [s.exit_code for s in steps] == [0, 0, 0]
+    assert steps[0].stdout == "cleaned\n"
+    assert steps[1].stdout == "building\n"
+    assert steps[2].stdout == "built\nbatch=1\n"
+
+
+def test_batch_exec_exit_code_and_stderr(agent: AgentSession) -> None:
+    _, steps = agent.batch("", "", "echo bad >&2; exit 7")
+    assert steps[-1].status == "finished"
+    assert steps[-1].exit_code == 7
+    assert steps[-1].stderr == "bad\n"
+
+
+def test_batch_skipped_steps_still_finish(agent: AgentSession) -> None:
+    _, steps = agent.batch("", "", "")
+    assert [(s.status, s.exit_code) for s in steps] == [
+        ("clean-finished", 0),
+        ("build-finished", 0),
+        ("finished", 0),
+    ]
+
+
+def test_batch_failed_build_skips_exec(agent: AgentSession) -> None:
+    _, steps = agent.batch("", "echo compile error >&2; exit 3", "echo should-not-run")
+    assert [s.status for s in steps] == ["clean-finished", "build-finished", "finished"]
+    assert steps[1].exit_code == 3
+    assert "compile error" in steps[1].stderr
+    assert steps[2].exit_code == 127
+    assert "should-not-run" not in steps[2].stdout
+    # the next batch runs normally again
+    _, again = agent.batch("", "", "echo ok")
+    assert (again[-1].exit_code, again[-1].stdout) == (0, "ok\n")
+
+
+def test_batch_missing_command_is_127(agent: AgentSession) -> None:
+    _, steps = agent.batch("", "", "this-command-does-not-exist-xyz")
+    assert steps[-1].exit_code == 127
+
+
+def test_batch_large_utf8_output(agent: AgentSession) -> None:
+    """2.2 MB of 3-byte characters: chunk borders split characters; the agent's
+    incremental decoder must see an unbroken stream."""
+    _, steps = agent.batch("", "", "yes 가나다라마바사 | head -n 100000", timeout=60)
+    result = steps[-1]
+    assert result.exit_code == 0
+    assert "\ufffd" not in result.stdout
+    assert result.stdout == "가나다라마바사\n" * 100000
+
+
+def test_batch_stdin_input_round_trip(agent: AgentSession) -> None:
+    """Any program that reads its stdin gets a waiting-input and the next `input`."""
+    run_id = new_run_id()
+    first = agent.execute(
+        run_id, "batch", opts={"clean": "", "build": "", "exec": 'read line; echo "got:$line"'}
+    )
+    steps = [first]
+    while steps[-1].status in ("clean-finished", "build-finished"):
+        steps.append(agent.execute(run_id, "continue"))
+    assert steps[-1].status == "waiting-input", [s.status for s in steps]
+    done = agent.execute(run_id, "input", "xyz")
+    assert done.status == "finished"
+    assert done.exit_code == 0
+    assert "got:xyz" in done.stdout
+
+
+def test_interrupt_batch_kills_the_process_tree(agent: AgentSession) -> None:
+    marker = f"{61 + (uuid.uuid4().int % 1000) / 1000:.3f}"  # a unique `sleep` argument
+    run_id = new_run_id()
+    opts = {"clean": "", "build": "", "exec": f"sleep {marker}; echo unreachable"}
+
+    async def scenario() -> list[Any]:
+        steps = [await agent.execute_until_status(run_id, "batch", opts=opts)]
+        steps.append(await agent.execute_until_status(run_id, "continue"))
+        task = asyncio.ensure_future(agent.execute_until_status(run_id, "continue"))
+        await wait_until(lambda: bool(processes_matching(f"sleep {marker}")), "sleep starting")
+        assert not task.done(), "sleep finished early"
+        await agent.kernel.interrupt_kernel()
+        start = time.monotonic()
+        steps.append(await task)
+        assert time.monotonic() - start < 15, "the interrupted batch did not finish in 15 s"
+        return steps
+
+    steps = agent.run(scenario(), timeout=45)
+    assert [s.status for s in steps] == ["clean-finished", "build-finished", "finished"]
+    assert steps[-1].exit_code not in (None, 0)
+    assert "unreachable" not in steps[-1].stdout
+    assert still_running(processes_matching(f"sleep {marker}")) == []
+    _, again = agent.batch("", "", "echo next")
+    assert again[-1].stdout == "next\n"
+
+
+def test_executions_are_serialised(agent: AgentSession) -> None:
+    """Two concurrent API requests: the second waits for the first to finish."""
+
+    async def scenario() -> tuple[Any, Any]:
+        first = asyncio.ensure_future(
+            agent.execute_until_status(
+                new_run_id(), "query", "import time; time.sleep(1); print(1)"
+            )
+        )
+        await asyncio.sleep(0.2)
+        second = asyncio.ensure_future(
+            agent.execute_until_status(new_run_id(), "query", "print(2)")
+        )
+        return await first, await second
+
+    first, second = agent.run(scenario())
+    assert (first.stdout, second.stdout) == ("1\n", "2\n")
+
+
+# --------------------------------------------------------------------------------------
+# process lifecycle
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signo", [signal.SIGINT, signal.SIGTERM])
+def test_stop_signal_stops_running_children(agent: AgentSession, signo: int) -> None:
+    """Docker stops the container with SIGINT (StopSignal) or SIGTERM; the runner must stop
+    the user's processes (and its Jupyter kernel) before it exits."""
+    marker = f"{62 + (uuid.uuid4().int % 1000) / 1000:.3f}"
+    run_id = new_run_id()
+    opts = {"clean": "", "build": "", "exec": f"sleep {marker}"}
+
+    async def start_sleep() -> asyncio.Future[Any]:
+        await agent.execute_until_status(run_id, "batch", opts=opts)
+        await agent.execute_until_status(run_id, "continue")
+        task = asyncio.ensure_future(agent.execute_until_status(run_id, "continue"))
+        await wait_until(lambda: bool(processes_matching(f"sleep {marker}")), "sleep starting")
+        return task
+
+    execution = agent.run(start_sleep())
+    tree = agent.runner.descendants()
+    agent.runner.proc.send_signal(signo)
+    try:
+        assert agent.runner.proc.wait(15) is not None
+    finally:
+        execution.cancel()  # the agent would wait on for a reply of the dead runner
+        agent.run(asyncio.wait({execution}, timeout=5))
+    assert still_running(processes_matching(f"sleep {marker}")) == []
+    assert still_running(tree) == [], "left behind"
+
+
+def test_two_runners_side_by_side(
+    agent: AgentSession, another_agent: Callable[[], AgentSession]
+) -> None:
+    """Two runners on one machine never collide (ports, work dirs, input sockets)."""
+    second = another_agent()
+    run_a, run_b = new_run_id(), new_run_id()
+    code = "name = input('who? ')\nprint('I am', name)"
+    assert agent.execute(run_a, "query", code).status == "waiting-input"
+    assert second.execute(run_b, "query", code).status == "waiting-input"
+    assert "I am second" in second.execute(run_b, "input", "second").stdout
+    assert "I am first" in agent.execute(run_a, "input", "first").stdout
+    _, steps = second.batch("", "", "pwd")
+    assert steps[-1].stdout.strip() != str(agent.work_dir)
+
+
+def test_idle_runner_exits_on_sigterm(agent: AgentSession) -> None:
+    assert agent.query("pass").exit_code == 0  # the Jupyter kernel is up
+    tree = agent.runner.descendants()
+    assert tree, "no Jupyter kernel process under the runner"
+    agent.runner.proc.send_signal(signal.SIGTERM)
+    assert agent.runner.proc.wait(15) is not None
+    assert still_running(tree) == [], "left behind"
