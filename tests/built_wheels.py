@@ -12,6 +12,7 @@ import os
 import site
 import subprocess
 import sys
+import sysconfig
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -61,5 +62,18 @@ def create_venv_with_wheels(venv: Path, wheels: Iterable[Path]) -> Path:
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
         check=True, capture_output=True, text=True, env=clean_env(),
     ).stdout.strip()
-    Path(venv_site, "test-environment.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    Path(venv_site, "test-environment.pth").write_text("\n".join(_lent_paths()) + "\n")
     return python
+
+
+def _lent_paths() -> list[str]:
+    """Where this test process finds its third-party packages: its site-packages and, under
+    Pants, the PEX directories on sys.path. The standard library is left out."""
+    stdlib = sysconfig.get_paths()["stdlib"]  # the base interpreter's, also in a venv
+    lent = list(site.getsitepackages())
+    for entry in sys.path:
+        if not os.path.isabs(entry) or entry in lent or not os.path.isdir(entry):
+            continue
+        if entry != stdlib and not entry.startswith(stdlib + os.sep):
+            lent.append(entry)
+    return lent

@@ -14,10 +14,9 @@ Which runner is driven (first match):
    (``python -m ai.backend.kernel python PYTHON``, cwd ``/home/work``, fixed ports 2000/2001).
    Used to validate this harness; upstream fails the tests of the defects the rewrite fixes.
 2. ``BACKEND_KERNEL_PYTHON=/path/to/python``: this repository's runner run by that python.
-3. A ``backend_ai_kernel-*.whl`` under the working directory (what Pants puts in a test
-   sandbox for ``runtime_package_dependencies``; never searched in a git work tree): it is
-   installed offline with ``--no-deps`` into a fresh virtualenv that borrows the test
-   environment's site-packages (pyzmq, msgpack, jupyter-client, ipykernel) through a .pth.
+3. A ``backend_ai_kernel-*.whl`` in the working directory (what Pants puts in a test
+   sandbox for ``runtime_package_dependencies``), installed by ``tests.built_wheels`` into a
+   fresh virtualenv that borrows the test environment's third-party packages.
 4. ``sys.executable``.
 
 This repository's runner is started as ``PYTHON -m ai.backend.kernel --bind 127.0.0.1
@@ -44,11 +43,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import site
 import socket
 import subprocess
 import sys
-import sysconfig
 import time
 import uuid
 import warnings
@@ -58,6 +55,8 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import pytest
+
+from tests.built_wheels import create_venv_with_wheels, wheels_by_project
 
 with warnings.catch_warnings():
     # ai.backend.agent.agent imports pkg_resources, which warns on import.
@@ -206,57 +205,17 @@ def _base_child_env() -> dict[str, str]:
     return env
 
 
-def _find_built_wheel(root: Path) -> Path | None:
-    """A backend.ai-kernel wheel that Pants built for this test
-    (``runtime_package_dependencies``), anywhere under the working directory. Not searched
-    in a work tree (which may hold a stale dist/): only in a test sandbox."""
-    if (root / ".git").exists():
-        return None
-    wheels = sorted(root.rglob("backend_ai_kernel-*.whl"))
-    return wheels[-1] if wheels else None
-
-
-def _venv_with_wheel(wheel: Path, venv: Path) -> str:
-    """A virtualenv with the wheel alone (offline, --no-deps); a .pth file lends it the test
-    environment's third-party packages (pyzmq, msgpack, jupyter-client, ipykernel)."""
-    env = {k: v for k, v in _base_child_env().items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=env)
-    python = venv / "bin" / "python"
-    pip = [str(python), "-m", "pip", "install", "-q", "--no-index", "--no-deps"]
-    subprocess.run([*pip, "--disable-pip-version-check", str(wheel)], check=True, env=env)
-    purelib = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True,
-        capture_output=True,
-        text=True,
-        env=env,
-    ).stdout.strip()
-    Path(purelib, "test-environment.pth").write_text("\n".join(_lent_paths()) + "\n")
-    return str(python)
-
-
-def _lent_paths() -> list[str]:
-    """Where this test process finds its third-party packages: its site-packages and, under
-    Pants, the PEX directories on sys.path. The standard library is left out."""
-    stdlib = sysconfig.get_paths()["stdlib"]  # the base interpreter's, also in a venv
-    lent = list(site.getsitepackages())
-    for entry in sys.path:
-        if not os.path.isabs(entry) or entry in lent or not os.path.isdir(entry):
-            continue
-        if entry != stdlib and not entry.startswith(stdlib + os.sep):
-            lent.append(entry)
-    return lent
-
-
 def choose_runner(tmp_factory: pytest.TempPathFactory) -> RunnerChoice:
     env = _base_child_env()
     if upstream := os.environ.get("BACKEND_KERNEL_UPSTREAM_PYTHON"):
         return RunnerChoice("upstream", upstream, env, "BACKEND_KERNEL_UPSTREAM_PYTHON")
     if python := os.environ.get("BACKEND_KERNEL_PYTHON"):
         return RunnerChoice("new", python, env, "BACKEND_KERNEL_PYTHON")
-    if wheel := _find_built_wheel(Path.cwd()):
+    # A wheel Pants built for this test (runtime_package_dependencies) is in a test sandbox.
+    if wheel := wheels_by_project(Path.cwd()).get("backend-ai-kernel"):
         env.pop("PYTHONPATH", None)  # the runner must come from the wheel alone
-        python = _venv_with_wheel(wheel, tmp_factory.mktemp("runner-venv") / "venv")
+        venv = tmp_factory.mktemp("runner-venv") / "venv"
+        python = str(create_venv_with_wheels(venv, [wheel]))
         return RunnerChoice("new", python, env, f"built wheel {wheel.name}")
     return RunnerChoice("new", sys.executable, env, "sys.executable")
 
