@@ -56,6 +56,11 @@ class Result:
     def json_payloads(self, kind: str) -> list[Any]:
         return [json.loads(p) for t, p in self.records if t == kind]
 
+    def after(self, kind: str) -> Result:
+        """The records that follow the first one of ``kind``, e.g. an exec step's output."""
+        index = next(i for i, (t, _) in enumerate(self.records) if t == kind)
+        return Result(self.records[index + 1 :])
+
 
 class FakeAgent:
     """Talks to the runner like the agent's AbstractCodeRunner: PUSH ops, PULL records."""
