@@ -37,7 +37,7 @@ from pants.option.option_types import DictOption, StrOption
 from pants.option.subsystem import Subsystem
 
 from setupgen import reproducible_sdist
-from setupgen.metadata import MetadataError, ProjectDefaults, compute_setup_kwargs
+from setupgen.metadata import ProjectDefaults, compute_setup_kwargs
 
 VERSION_FILE = "VERSION"
 README = "README.md"
@@ -88,19 +88,17 @@ async def workspace_setup_kwargs(
     readme_path = os.path.join(address.spec_path, README)
     version_text = await _read_one(VERSION_FILE, "the setupgen plugin (the workspace version)")
     readme_text = await _read_one(readme_path, f"the long description of {address}")
-    try:
-        kwargs: dict[str, Any] = compute_setup_kwargs(
-            request.explicit_kwargs,
-            version_text=version_text,
-            version_source=VERSION_FILE,
-            interpreter_constraints=_constraints(target, python_setup),
-            readme_path=readme_path,
-            readme_text=readme_text,
-            defaults=ProjectDefaults(defaults.author, defaults.url, defaults.project_urls),
-            target=str(address),
-        )
-    except MetadataError as e:
-        raise MetadataError(f"Cannot compute the metadata of {address}: {e}") from None
+    # Errors name the file or target at fault, so they propagate as they are.
+    kwargs: dict[str, Any] = compute_setup_kwargs(
+        request.explicit_kwargs,
+        version_text=version_text,
+        version_source=VERSION_FILE,
+        interpreter_constraints=_constraints(target, python_setup),
+        readme_path=readme_path,
+        readme_text=readme_text,
+        defaults=ProjectDefaults(defaults.author, defaults.url, defaults.project_urls),
+        target=str(address),
+    )
     return SetupKwargs(kwargs, address=address)
 
 
