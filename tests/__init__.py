@@ -1,0 +1,2 @@
+# A regular package, not a namespace: graypy (a dependency of backend.ai-agent) ships a
+# top-level `tests` package that would otherwise shadow this one in the agent resolve.
