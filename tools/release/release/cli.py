@@ -24,10 +24,12 @@ from release.versioning import KINDS, CalVer, bump_to, read_version_file, write_
 from release.versioning import bump as bump_version
 from release.workspace import Workspace, find_root
 
-DEFAULT_TEST_COMMAND = "./pants test ::"
-DEFAULT_PACKAGE_COMMAND = "./pants --pants-distdir={dist} package ::"
+# The tool usually runs under `./pants run`, which keeps pantsd busy until it exits: nested runs
+# must not wait for it (--concurrent runs them without pantsd).
+DEFAULT_TEST_COMMAND = "./pants --concurrent test ::"
+DEFAULT_PACKAGE_COMMAND = "./pants --concurrent --pants-distdir={dist} package ::"
 # Pants would answer a rebuild from its cache; a reproducibility check must really rebuild.
-DEFAULT_REBUILD_COMMAND = "./pants --no-local-cache --pants-distdir={dist} package ::"
+DEFAULT_REBUILD_COMMAND = "./pants --concurrent --no-local-cache --pants-distdir={dist} package ::"
 
 
 class ReleaseGroup(click.Group):
