@@ -1,5 +1,5 @@
 # The musllinux_1_2 krunner environment: the krunner-python image with the pinned packages
-# installed from the krunner-wheels image, packed into /root/image.tar, which becomes
+# installed from the krunner-wheels image, packed into /krunner-build/image.tar, which becomes
 # krunner-env.musllinux_1_2.<arch>.tar.xz.
 # Build context: this package directory. Build arg ARCH: x86_64 or aarch64.
 ARG ARCH=x86_64
@@ -13,19 +13,19 @@ ARG PREFIX=/opt/backend.ai
 # krunner-version.musllinux_1_2.txt and raise both whenever the environment changes.
 LABEL ai.backend.krunner.version=100
 
-COPY --from=wheels /root/wheels /root/wheels
-COPY requirements.txt krunner-python.musllinux_1_2.txt /root/
+COPY --from=wheels /krunner-build/wheels /krunner-build/wheels
+COPY requirements.txt krunner-python.musllinux_1_2.txt /krunner-build/
 RUN "${PREFIX}/bin/python3" -m pip install \
-      --no-cache-dir --no-index --find-links /root/wheels -r /root/requirements.txt
+      --no-cache-dir --no-index --find-links /krunner-build/wheels -r /krunner-build/requirements.txt
 
 # The agent bind-mounts the kernel runner and the helpers into site-packages at a path it builds
 # from krunner-python.musllinux_1_2.txt: refuse to pack an interpreter that disagrees with it.
 RUN set -eu; \
     site_packages="$("${PREFIX}/bin/python3" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"; \
-    expected="${PREFIX}/lib/python$(cat /root/krunner-python.musllinux_1_2.txt)/site-packages"; \
+    expected="${PREFIX}/lib/python$(cat /krunner-build/krunner-python.musllinux_1_2.txt)/site-packages"; \
     if [ "${site_packages}" != "${expected}" ]; then \
       echo "site-packages is ${site_packages}, the agent expects ${expected}" >&2; exit 1; \
     fi; \
     mkdir -p "${site_packages}/ai/backend/kernel" "${site_packages}/ai/backend/helpers"; \
     ln -sf python3 "${PREFIX}/bin/python"; \
-    tar -C "${PREFIX}" -cf /root/image.tar .
+    tar -C "${PREFIX}" -cf /krunner-build/image.tar .

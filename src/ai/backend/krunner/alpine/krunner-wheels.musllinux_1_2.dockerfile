@@ -7,5 +7,5 @@ FROM python:${PYTHON_VERSION}-alpine
 ARG ARCH=x86_64
 RUN test "$(uname -m)" = "${ARCH}" && apk add --no-cache build-base linux-headers
 
-COPY requirements.txt /root/requirements.txt
-RUN python3 -m pip wheel --no-cache-dir --wheel-dir /root/wheels -r /root/requirements.txt
+COPY requirements.txt /krunner-build/requirements.txt
+RUN python3 -m pip wheel --no-cache-dir --wheel-dir /krunner-build/wheels -r /krunner-build/requirements.txt

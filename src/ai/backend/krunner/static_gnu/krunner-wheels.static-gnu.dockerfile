@@ -4,6 +4,6 @@
 ARG ARCH=x86_64
 FROM quay.io/pypa/manylinux2014_${ARCH}
 
-COPY requirements.txt /root/requirements.txt
+COPY requirements.txt /krunner-build/requirements.txt
 RUN /opt/python/cp312-cp312/bin/python3 -m pip wheel \
-      --no-cache-dir --wheel-dir /root/wheels -r /root/requirements.txt
+      --no-cache-dir --wheel-dir /krunner-build/wheels -r /krunner-build/requirements.txt
