@@ -123,4 +123,4 @@ def _wheel(version: str) -> Artifact:
     ],
 )
 def test_version_substitution(version: str, text: str, expected: str) -> None:
-    assert Substitution(_wheel(version), ()).text(text) == expected
+    assert Substitution(_wheel(version)).text(text) == expected

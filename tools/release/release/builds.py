@@ -59,12 +59,7 @@ def _build_ref(ref: str, role: str, root: Path, template: str, stack: contextlib
     artifacts = package(tree, template, tree / "dist", f"building {ref}")
     if not artifacts:
         raise ReleaseError(f"building {ref} produced no sdists or wheels")
-    return Side(ref, artifacts, frozenset({ref, *_written_version(tree)}))
-
-
-def _written_version(tree: Path) -> set[str]:
-    version_file = tree / "VERSION"
-    return {version_file.read_text().strip()} if version_file.is_file() else set()
+    return Side(ref, artifacts)
 
 
 def _remove_worktree(git: Git, tree: Path) -> None:

@@ -10,12 +10,11 @@ from __future__ import annotations
 import difflib
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.message import Message
 
 from packaging.utils import NormalizedName
-from packaging.version import InvalidVersion, Version
 
 from release.artifacts import Artifact, Contents, Member, read_contents, read_metadata
 from release.fileio import sha256_file
@@ -28,18 +27,17 @@ _PLACEHOLDER = b"{VERSION}"
 
 @dataclass(frozen=True)
 class Side:
-    """One side of a comparison: its artifacts and any extra spellings of its version."""
+    """One side of a comparison: a label for the report and its artifacts."""
 
     label: str
     artifacts: Sequence[Artifact]
-    written_tags: frozenset[str] = frozenset()
 
 
 class Substitution:
     """Replaces each spelling of a version (canonical, zero-padded, .devN/devN) by a placeholder."""
 
-    def __init__(self, artifact: Artifact, extra: Iterable[str]) -> None:
-        forms = written_forms(artifact.version) | {t for t in extra if _spells(t, artifact)}
+    def __init__(self, artifact: Artifact) -> None:
+        forms = written_forms(artifact.version)
         alternatives = b"|".join(
             re.escape(f.encode()) for f in sorted(forms, key=len, reverse=True)
         )
@@ -53,13 +51,6 @@ class Substitution:
 
     def text(self, value: str) -> str:
         return self.bytes(value.encode()).decode()
-
-
-def _spells(tag: str, artifact: Artifact) -> bool:
-    try:
-        return Version(tag) == artifact.version
-    except InvalidVersion:
-        return False
 
 
 @dataclass
@@ -128,7 +119,7 @@ def _diff_distribution(name: NormalizedName, old: Side, new: Side) -> tuple[list
             )
             tally.unpaired.append(f"{kind} only in {where}")
             continue
-        pair_lines, pair_tally = _diff_pair(before, after, old, new)
+        pair_lines, pair_tally = _diff_pair(before, after)
         lines += pair_lines
         tally.add(pair_tally)
     return lines, title, tally
@@ -143,7 +134,7 @@ def _pair_key(artifact: Artifact) -> tuple[str, str]:
     return (artifact.kind, artifact.platform_key)
 
 
-def _diff_pair(before: Artifact, after: Artifact, old: Side, new: Side) -> tuple[list[str], Tally]:
+def _diff_pair(before: Artifact, after: Artifact) -> tuple[list[str], Tally]:
     header = f"### {before.kind}: `{before.path.name}` & `{after.path.name}`"
     tally = Tally(version_differs=before.version != after.version)
     before_digest, after_digest = sha256_file(before.path), sha256_file(after.path)
@@ -151,7 +142,7 @@ def _diff_pair(before: Artifact, after: Artifact, old: Side, new: Side) -> tuple
         return [header, f" * identical (sha256 {after_digest})", ""], tally
     tally.bytes_differ = True
     before_contents, after_contents = read_contents(before), read_contents(after)
-    subs = (Substitution(before, old.written_tags), Substitution(after, new.written_tags))
+    subs = (Substitution(before), Substitution(after))
     lines = [header, f" * sha256 {before_digest} → {after_digest}", ""]
     lines += _fenced("file list", _listing(before_contents), _listing(after_contents))
     lines += _fenced(
