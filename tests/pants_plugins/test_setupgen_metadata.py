@@ -46,6 +46,7 @@ def compute(explicit: dict[str, Any] = ARTIFACT, **overrides: Any) -> dict[str, 
         ("24.12.0a2", "24.12.0a2"),
         ("25.01.3b1", "25.1.3b1"),
         ("24.03.5.dev0", "24.3.5.dev0"),
+        ("24.03.0dev0", "24.3.0.dev0"),  # upstream's old tags wrote devN
     ],
 )
 def test_version_is_stripped_and_canonical(written: str, canonical: str) -> None:
@@ -65,6 +66,8 @@ def test_version_is_stripped_and_canonical(written: str, canonical: str) -> None
         ("24.03", "release tag"),
         ("24.03.4rc", "release tag"),
         ("24.03.4.post1", "release tag"),
+        ("24.03.05", "release tag"),
+        ("banana", "not a valid version"),
     ],
 )
 def test_malformed_version_names_file_and_problem(written: str, problem: str) -> None:

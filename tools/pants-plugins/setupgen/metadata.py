@@ -15,9 +15,16 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 # Release managers write CalVer tags YY.MM.PATCH with a zero-padded month and an optional
-# pre-release (aN, bN, rcN) or development (.devN) suffix, e.g. 24.03.4rc1.
-CALVER_PATTERN = re.compile(r"(?P<year>\d{2})\.(?P<month>0[1-9]|1[0-2])\.(?P<patch>\d+)"
-                            r"(?:(?:a|b|rc)\d+|\.dev\d+)?")
+# pre-release (aN, bN, rcN) or development (.devN; upstream's old tags wrote devN) suffix.
+# The release tool parses tags with this same pattern, so it never writes one a build rejects.
+TAG_PATTERN = re.compile(
+    r"(?P<year>\d{2})\.(?P<month>\d{2})\.(?P<patch>0|[1-9]\d*)"
+    r"(?:(?P<pre>a|b|rc)(?P<pre_n>0|[1-9]\d*)|(?P<dev_sep>\.?)dev(?P<dev_n>0|[1-9]\d*))?"
+)
+TAG_FORMAT = (
+    "YY.MM.PATCH with a zero-padded month and an optional aN, bN, rcN or .devN suffix,"
+    " e.g. 24.03.4rc1"
+)
 
 DEVELOPMENT_STATUS = {
     "dev": "Development Status :: 2 - Pre-Alpha",
@@ -55,6 +62,29 @@ class MetadataError(ValueError):
     """A problem with the inputs of a distribution's metadata, worded for the person fixing it."""
 
 
+class InvalidTag(MetadataError):
+    """Text that is not a release tag; `reason` completes the sentence "TAG is …"."""
+
+    def __init__(self, tag: str, reason: str) -> None:
+        super().__init__(f"{tag!r} is {reason}")
+        self.tag = tag
+        self.reason = reason
+
+
+def match_tag(tag: str) -> re.Match[str]:
+    """The parts of a release tag (see TAG_PATTERN), or InvalidTag saying what is wrong."""
+    match = TAG_PATTERN.fullmatch(tag)
+    if match is None:
+        try:
+            Version(tag)
+        except InvalidVersion:
+            raise InvalidTag(tag, f"not a valid version: release tags are {TAG_FORMAT}") from None
+        raise InvalidTag(tag, f"valid PEP 440 but not a release tag: tags are {TAG_FORMAT}")
+    if not 1 <= int(match["month"]) <= 12:
+        raise InvalidTag(tag, "not a release tag: months run from 01 to 12 (a zero-padded month)")
+    return match
+
+
 @dataclass(frozen=True)
 class ProjectDefaults:
     """Metadata every distribution shares unless its BUILD file says otherwise."""
@@ -71,15 +101,11 @@ def parse_version(text: str, source: str) -> Version:
         raise MetadataError(f"{source} is empty; it must hold a release tag such as 24.03.4rc1.")
     if "\n" in tag:
         raise MetadataError(f"{source} must hold a single line, found {text!r}.")
-    if not CALVER_PATTERN.fullmatch(tag):
-        raise MetadataError(
-            f"{source} holds {tag!r}, which is not a release tag of the form YY.MM.PATCH with a "
-            "zero-padded month and an optional aN, bN, rcN or .devN suffix (e.g. 24.03.4rc1)."
-        )
     try:
-        return Version(tag)
-    except InvalidVersion as e:  # pragma: no cover - the pattern only admits PEP 440 versions
-        raise MetadataError(f"{source} holds {tag!r}, which is not a PEP 440 version.") from e
+        match_tag(tag)
+    except InvalidTag as e:
+        raise MetadataError(f"{source} holds {tag!r}, which is {e.reason}") from None
+    return Version(tag)
 
 
 def development_status(version: Version) -> str:
