@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.support.processes import still_running
+
 if TYPE_CHECKING:
     from tests.agent.conftest import AgentSession
 
@@ -44,26 +46,6 @@ def processes_matching(needle: str) -> list[int]:
         if needle.encode() in cmdline:
             found.append(int(entry))
     return found
-
-
-def is_running(pid: int) -> bool:
-    """True for a live process (a zombie, waiting to be reaped by init, is not)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")
-
-
-def still_running(pids: list[int], timeout: float = 3.0) -> list[int]:
-    """The pids that are still running after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    left = [pid for pid in pids if is_running(pid)]
-    while left and time.monotonic() < deadline:
-        time.sleep(0.1)
-        left = [pid for pid in left if is_running(pid)]
-    return left
 
 
 async def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
@@ -258,7 +240,6 @@ def test_interrupt_query(agent: AgentSession, tmp_path: Path) -> None:
     async def scenario() -> Any:
         task = asyncio.ensure_future(agent.execute_until_status(new_run_id(), "query", code))
         await wait_until(started.exists, "the snippet starting")
-        await asyncio.sleep(0.2)
         assert not task.done(), "sleep(60) finished early"
         assert await agent.kernel.interrupt_kernel() == {"status": "finished"}
         start = time.monotonic()
@@ -377,23 +358,27 @@ def test_interrupt_batch_kills_the_process_tree(agent: AgentSession) -> None:
     assert again[-1].stdout == "next\n"
 
 
-def test_executions_are_serialised(agent: AgentSession) -> None:
+def test_executions_are_serialised(agent: AgentSession, tmp_path: Path) -> None:
     """Two concurrent API requests: the second waits for the first to finish."""
+    started = tmp_path / "first-started"
+    slow = f"import time\nopen({str(started)!r}, 'w').close()\ntime.sleep(1)\nprint('first')"
+    finished: list[str] = []
+
+    async def execute(name: str, code: str) -> Any:
+        result = await agent.execute_until_status(new_run_id(), "query", code)
+        finished.append(name)
+        return result
 
     async def scenario() -> tuple[Any, Any]:
-        first = asyncio.ensure_future(
-            agent.execute_until_status(
-                new_run_id(), "query", "import time; time.sleep(1); print(1)"
-            )
-        )
-        await asyncio.sleep(0.2)
-        second = asyncio.ensure_future(
-            agent.execute_until_status(new_run_id(), "query", "print(2)")
-        )
+        first = asyncio.ensure_future(execute("first", slow))
+        await wait_until(started.exists, "the first snippet starting")
+        # Run concurrently, this one would finish long before the first one's sleep(1).
+        second = asyncio.ensure_future(execute("second", "print('second')"))
         return await first, await second
 
     first, second = agent.run(scenario())
-    assert (first.stdout, second.stdout) == ("1\n", "2\n")
+    assert (first.stdout, second.stdout) == ("first\n", "second\n")
+    assert finished == ["first", "second"]
 
 
 # --------------------------------------------------------------------------------------
@@ -439,8 +424,13 @@ def test_two_runners_side_by_side(
     assert second.execute(run_b, "query", code).status == "waiting-input"
     assert "I am second" in second.execute(run_b, "input", "second").stdout
     assert "I am first" in agent.execute(run_a, "input", "first").stdout
-    _, steps = second.batch("", "", "pwd")
-    assert steps[-1].stdout.strip() != str(agent.work_dir)
+    # Each runner executes in its own work dir.
+    assert not agent.work_dir.samefile(second.work_dir)
+    for session, name in ((agent, "first"), (second, "second")):
+        _, steps = session.batch("", "", f"echo {name} > whoami.txt; pwd")
+        assert Path(steps[-1].stdout.strip()).samefile(session.work_dir)
+    assert (agent.work_dir / "whoami.txt").read_text() == "first\n"
+    assert (second.work_dir / "whoami.txt").read_text() == "second\n"
 
 
 def test_idle_runner_exits_on_sigterm(agent: AgentSession) -> None:

@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,14 +19,9 @@ import msgpack
 import pytest
 import zmq
 
+from tests.support.processes import free_ports, stop_process_tree
+
 RECV_TIMEOUT_MS = 30_000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -103,6 +97,14 @@ class FakeAgent:
                 self.send("input", answers.pop(0))
             if kind in remaining:
                 remaining.remove(kind)
+        return result
+
+    def collect_until_stdout(self, marker: str) -> Result:
+        """Gather records until the stdout so far contains ``marker``, e.g. the line a snippet
+        prints (flushed) once it runs, so that an interrupt sent next finds it running."""
+        result = Result()
+        while marker.encode() not in b"".join(p for t, p in result.records if t == "stdout"):
+            result.records.append(self.recv())
         return result
 
     def status(self, timeout_ms: int = RECV_TIMEOUT_MS) -> dict[str, Any]:
@@ -187,7 +189,7 @@ class KernelLauncher:
         private_tmp = Path(tempfile.mkdtemp(prefix="bai-test-"))
         process_env = hermetic_env(base, private_tmp)
         process_env.update(env or {})
-        in_port, out_port = free_port(), free_port()
+        in_port, out_port = free_ports(2)
         argv = [sys.executable, "-s", "-m", "ai.backend.kernel", runtime]
         argv += ["--work-dir", str(work_dir), "--config-dir", str(config_dir)]
         argv += ["--bind", "127.0.0.1", "--input-socket", str(base / "input.sock")]
@@ -197,7 +199,8 @@ class KernelLauncher:
             ports_file = config_dir / "intrinsic-ports.json"
             ports_file.write_text(json.dumps({"replin": in_port, "replout": out_port}))
         argv += extra  # options given by the test override the defaults above
-        process = subprocess.Popen(argv, env=process_env, cwd=work_dir)
+        # A session of its own, so that stop_all() can kill what is left of the runner's group.
+        process = subprocess.Popen(argv, env=process_env, cwd=work_dir, start_new_session=True)
         kernel = RunningKernel(
             FakeAgent(in_port, out_port), process, work_dir, config_dir, private_tmp
         )
@@ -208,11 +211,8 @@ class KernelLauncher:
     def stop_all(self) -> None:
         for kernel in self.started:
             kernel.agent.close()
-            try:
-                kernel.stop()
-            except subprocess.TimeoutExpired:
-                kernel.process.kill()
-                kernel.process.wait()
+            # A runner that hangs must not leak its children (e.g. the Jupyter kernel).
+            stop_process_tree(kernel.process, grace=20)
             shutil.rmtree(kernel.private_tmp, ignore_errors=True)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -77,8 +76,8 @@ def test_completion_uses_the_kernel(kernel: Any) -> None:
 
 
 def test_interrupt_stops_a_running_snippet(kernel: Any) -> None:
-    kernel.agent.send("code", "import time\ntime.sleep(60)")
-    time.sleep(0.5)
+    kernel.agent.send("code", "import time\nprint('started', flush=True)\ntime.sleep(60)")
+    kernel.agent.collect_until_stdout("started\n")
     kernel.agent.send("interrupt", "")
     result = kernel.agent.collect("finished")
     assert result.exit_code() != 0
@@ -92,8 +91,9 @@ def test_kernel_gets_the_child_environment(kernel: Any) -> None:
 
 
 def test_subprocess_in_snippet_can_be_interrupted(kernel: Any) -> None:
-    kernel.agent.send("code", "import subprocess\nsubprocess.run(['sleep', '60'])")
-    time.sleep(0.5)
+    code = "import subprocess\nprint('started', flush=True)\nsubprocess.run(['sleep', '60'])"
+    kernel.agent.send("code", code)
+    kernel.agent.collect_until_stdout("started\n")
     kernel.agent.send("interrupt", "")
     assert kernel.agent.collect("finished").exit_code() != 0
 
@@ -106,9 +106,12 @@ def test_dead_kernel_is_restarted(kernel: Any) -> None:
 
 
 def test_kernel_ignoring_the_interrupt_is_restarted(kernel: Any) -> None:
-    code = "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\ntime.sleep(60)"
+    code = (
+        "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "print('started', flush=True)\ntime.sleep(60)"
+    )
     kernel.agent.send("code", code)
-    time.sleep(0.5)
+    kernel.agent.collect_until_stdout("started\n")
     kernel.agent.send("interrupt", "")
     result = kernel.agent.collect("finished")
     assert result.exit_code() != 0
