@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pwd
 from pathlib import Path
@@ -127,9 +128,14 @@ def test_resolve_runtime_prefers_existing_candidates(tmp_path: Path) -> None:
     tool = tmp_path / "gcc"
     tool.write_text("#!/bin/sh\n")
     tool.chmod(0o755)
-    c = LANGUAGES["c"]
-    found = resolve_runtime(c, str(tmp_path))
-    assert found in ("/usr/bin/gcc", str(tool))
+    # A missing absolute candidate falls through to the one found on the search path.
+    c = dataclasses.replace(LANGUAGES["c"], runtime=("/nonexistent/gcc", "gcc"))
+    assert resolve_runtime(c, str(tmp_path)) == str(tool)
+    # An existing absolute candidate wins over the search path.
+    absolute = dataclasses.replace(c, runtime=(str(tool), "gcc"))
+    assert resolve_runtime(absolute, "/nonexistent") == str(tool)
+    # Nothing exists: the first candidate, which fails when it is run.
+    assert resolve_runtime(c, "/nonexistent") == "/nonexistent/gcc"
     assert resolve_runtime(LANGUAGES["vendor.aws_polly"], "") == ""
 
 

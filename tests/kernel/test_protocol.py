@@ -98,10 +98,14 @@ def test_side_ops_always_answer(start_kernel: StartKernel) -> None:
 
 
 def test_oom_event_is_shown_to_the_running_execution(start_kernel: StartKernel) -> None:
-    agent = start_kernel("git").agent
-    agent.send("code", "sleep 0.5")
+    agent = start_kernel("git", "--interrupt-grace", "0.5").agent
+    agent.send("code", "echo started; sleep 60")
+    running = agent.collect_until_stdout("started\n")
     agent.send("event", json.dumps({"type": "oom", "data": {}}))
-    assert "out of memory" in agent.collect("finished").stderr
+    agent.send("interrupt", "")
+    rest = agent.collect("finished")  # the notice, if any, came before this execution ended
+    assert rest.exit_code() != 0  # interrupted: the execution was running all along
+    assert "out of memory" in running.stderr + rest.stderr
 
 
 def test_malformed_messages_are_ignored(start_kernel: StartKernel) -> None:
