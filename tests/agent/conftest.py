@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -57,6 +56,7 @@ from typing import Any, TypeVar, cast
 import pytest
 
 from tests.built_wheels import create_venv_with_wheels, wheels_by_project
+from tests.support.processes import descendants_of, free_ports, stop_process_tree
 
 with warnings.catch_warnings():
     # ai.backend.agent.agent imports pkg_resources, which warns on import.
@@ -83,12 +83,6 @@ SERVICE_PORTS: list[dict[str, Any]] = [
 # --------------------------------------------------------------------------------------
 # Runner subprocess
 # --------------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -125,66 +119,8 @@ class RunnerProcess:
         return descendants_of(self.proc.pid)
 
     def stop(self) -> int | None:
-        """SIGTERM, wait, then SIGKILL whatever is left of what we started (the runner's
-        process group and every descendant seen before the SIGTERM)."""
-        tree = [(pid, _start_time(pid)) for pid in self.descendants()]
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                pass
-        _kill_group(self.proc.pid)
-        for pid, started in tree:
-            if started is not None and _start_time(pid) == started:  # not a reused pid
-                _kill_pid(pid)
-        try:
-            return self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            return None
-
-
-def _kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _start_time(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[19])
-
-
-def _kill_pid(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def descendants_of(root: int) -> list[int]:
-    """All live descendants of `root`, from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
-    found: list[int] = []
-    stack = [root]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            found.append(child)
-            stack.append(child)
-    return found
+        """SIGTERM, wait, then SIGKILL whatever is left of what we started."""
+        return stop_process_tree(self.proc, grace=STOP_TIMEOUT)
 
 
 @dataclass
@@ -258,9 +194,7 @@ def new_runner_spec(tmp: Path, choice: RunnerChoice) -> RunnerSpec:
     work, config = tmp / "work", tmp / "config"
     work.mkdir(parents=True, exist_ok=True)
     config.mkdir(parents=True, exist_ok=True)
-    p_in, p_out = _free_port(), _free_port()
-    while p_out == p_in:
-        p_out = _free_port()
+    p_in, p_out = free_ports(2)
     argv = [
         choice.python, "-m", "ai.backend.kernel",
         "--bind", "127.0.0.1",

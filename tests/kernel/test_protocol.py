@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.processes import is_running
+
 StartKernel = Callable[..., Any]
 
 
@@ -161,15 +163,7 @@ def test_interrupt_kills_the_whole_tree(
     result = kernel.agent.collect("finished")
     assert result.exit_code() != 0
     background_sleep = int(marker.read_text())
-    assert wait_until(lambda: _gone(background_sleep), timeout=5)
-
-
-def _gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ")[1].startswith("Z")
-    except FileNotFoundError:
-        return True
+    assert wait_until(lambda: not is_running(background_sleep), timeout=5)
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
@@ -182,7 +176,7 @@ def test_stop_signal_stops_children(
     assert wait_until(lambda: marker.exists() and marker.read_text().strip() != "")
     assert os.listdir(kernel.private_tmp) != []  # the runner's private temp dir
     assert kernel.stop(stop_signal) == 0
-    assert wait_until(lambda: _gone(int(marker.read_text())), timeout=5)
+    assert wait_until(lambda: not is_running(int(marker.read_text())), timeout=5)
     assert os.listdir(kernel.private_tmp) == []
 
 
