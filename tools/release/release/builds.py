@@ -15,17 +15,10 @@ from release.gitrepo import Git
 from release.proc import expand_command, run_streamed
 
 
-def build_env(tree: Path) -> dict[str, str]:
-    """Builds take their timestamps from the commit, so that rebuilding it gives the same bytes."""
-    env = dict(os.environ)
-    env.setdefault("SOURCE_DATE_EPOCH", str(Git(tree).commit_epoch()))
-    return env
-
-
 def package(tree: Path, template: str, dist_dir: Path, what: str) -> list[Artifact]:
     """Runs the package command in `tree` with `{dist}` set to `dist_dir` (relative to `tree`)."""
     command = expand_command(template, os.path.relpath(dist_dir, tree))
-    run_streamed(command, tree, what, build_env(tree))
+    run_streamed(command, tree, what)
     return list_artifacts(dist_dir)
 
 

@@ -48,6 +48,3 @@ class Git:
 
     def commits_behind(self, upstream: str) -> int:
         return int(self.run("rev-list", "--count", f"HEAD..{upstream}").strip())
-
-    def commit_epoch(self) -> int:
-        return int(self.run("log", "-1", "--format=%ct", "HEAD").strip())

@@ -27,15 +27,13 @@ def run_captured(
     return result.stdout
 
 
-def run_streamed(command: Sequence[str], cwd: Path, what: str, env: Mapping[str, str]) -> None:
+def run_streamed(command: Sequence[str], cwd: Path, what: str) -> None:
     """Runs a long command (tests, builds) with its output going straight to the terminal.
 
     Its stdout goes to our stderr: our stdout carries only reports (diff, verify, changelog).
     """
     try:
-        returncode = subprocess.run(
-            list(command), cwd=cwd, env=env, stdout=2, check=False
-        ).returncode
+        returncode = subprocess.run(list(command), cwd=cwd, stdout=2, check=False).returncode
     except OSError as error:
         raise ReleaseError(f"{what}: cannot run {command[0]}: {error.strerror}") from None
     if returncode != 0:

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from release.builds import build_env, package
+from release.builds import package
 from release.changelog import build_changelog
 from release.errors import ReleaseError
 from release.gitrepo import Git
@@ -108,7 +108,7 @@ def _test_package_verify(
     root = workspace.root
     expected = Expectations.build(version, workspace.distributions(), workspace.requires_python())
     log(f"==> {settings.test_command}")
-    run_streamed(shlex.split(settings.test_command), root, "the tests", build_env(root))
+    run_streamed(shlex.split(settings.test_command), root, "the tests")
     dist_dir = _fresh_dist_dir(root, version)
     log(f"==> packaging into {dist_dir.relative_to(root)}")
     package(root, settings.package_command, dist_dir, "packaging")
