@@ -96,6 +96,7 @@ def test_development_status_follows_prerelease_segment(version: str, status: str
         ("CPython>=3.12,<3.13", ">=3.12,<3.13"),
         ("CPython==3.12.*", "==3.12.*"),
         (">=3.11,<3.13", ">=3.11,<3.13"),
+        ("CPython>=3.12.2,<3.13", ">=3.12.2,<3.13"),
     ],
 )
 def test_python_requires_from_interpreter_constraints(constraint: str, expected: str) -> None:
@@ -114,6 +115,11 @@ def test_python_requires_from_interpreter_constraints(constraint: str, expected:
 def test_unusable_interpreter_constraints(constraints: list[str], problem: str) -> None:
     with pytest.raises(MetadataError, match=problem):
         python_requires(constraints, "t")
+
+
+def test_classifiers_count_a_minor_whose_later_patches_qualify() -> None:
+    kwargs = compute(interpreter_constraints=["CPython>=3.12.2,<3.13"])
+    assert "Programming Language :: Python :: 3.12" in kwargs["classifiers"]
 
 
 def test_full_kwargs() -> None:

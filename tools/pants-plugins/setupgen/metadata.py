@@ -56,6 +56,7 @@ REQUIRED_KEYS = ("name", "description", "license")
 
 # Enough minor versions to enumerate any constraint we will meet.
 _PYTHON_MINORS = tuple(f"3.{minor}" for minor in range(0, 40))
+_PATCHES = 50
 
 
 class MetadataError(ValueError):
@@ -143,8 +144,15 @@ def python_requires(constraints: Iterable[str], source: str) -> str:
 
 
 def python_minor_versions(specifier: SpecifierSet) -> list[str]:
-    """The 3.x minor versions a range admits: `>=3.12,<3.13` gives ["3.12"]."""
-    return [minor for minor in _PYTHON_MINORS if specifier.contains(minor)]
+    """The 3.x minor versions a range admits: `>=3.12,<3.13` gives ["3.12"].
+
+    A minor counts when any of its patch releases is admitted, so `>=3.12.2,<3.13` gives 3.12.
+    """
+    return [
+        minor
+        for minor in _PYTHON_MINORS
+        if any(specifier.contains(f"{minor}.{patch}") for patch in range(_PATCHES))
+    ]
 
 
 def classifiers(version: Version, requires_python: str, license_name: str,
