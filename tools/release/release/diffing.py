@@ -106,7 +106,7 @@ def _diff_distribution(name: NormalizedName, old: Side, new: Side) -> tuple[list
     news = {_pair_key(a): a for a in new.artifacts if a.name == name}
     lines: list[str] = []
     tally = Tally()
-    title = _display_name(next(iter({**olds, **news}.values())))
+    title: str | None = None
     for key in sorted(olds.keys() | news.keys()):
         before, after = olds.get(key), news.get(key)
         if before is None or after is None:
@@ -119,29 +119,35 @@ def _diff_distribution(name: NormalizedName, old: Side, new: Side) -> tuple[list
             )
             tally.unpaired.append(f"{kind} only in {where}")
             continue
-        pair_lines, pair_tally = _diff_pair(before, after)
+        before_contents, after_contents = read_contents(before), read_contents(after)
+        title = title or _display_name(after, after_contents)
+        pair_lines, pair_tally = _diff_pair(before, after, before_contents, after_contents)
         lines += pair_lines
         tally.add(pair_tally)
+    if title is None:  # nothing paired: the distribution is on one side only
+        only = next(iter({**olds, **news}.values()))
+        title = _display_name(only, read_contents(only))
     return lines, title, tally
 
 
-def _display_name(artifact: Artifact) -> str:
+def _display_name(artifact: Artifact, contents: Contents) -> str:
     """The project name as its metadata spells it (backend.ai-kernel, not backend-ai-kernel)."""
-    return str(read_metadata(artifact, read_contents(artifact)).get("Name", artifact.name))
+    return str(read_metadata(artifact, contents).get("Name", artifact.name))
 
 
 def _pair_key(artifact: Artifact) -> tuple[str, str]:
     return (artifact.kind, artifact.platform_key)
 
 
-def _diff_pair(before: Artifact, after: Artifact) -> tuple[list[str], Tally]:
+def _diff_pair(
+    before: Artifact, after: Artifact, before_contents: Contents, after_contents: Contents
+) -> tuple[list[str], Tally]:
     header = f"### {before.kind}: `{before.path.name}` & `{after.path.name}`"
     tally = Tally(version_differs=before.version != after.version)
     before_digest, after_digest = sha256_file(before.path), sha256_file(after.path)
     if before_digest == after_digest:
         return [header, f" * identical (sha256 {after_digest})", ""], tally
     tally.bytes_differ = True
-    before_contents, after_contents = read_contents(before), read_contents(after)
     subs = (Substitution(before), Substitution(after))
     lines = [header, f" * sha256 {before_digest} → {after_digest}", ""]
     lines += _fenced("file list", _listing(before_contents), _listing(after_contents))
