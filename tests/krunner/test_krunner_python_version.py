@@ -8,16 +8,13 @@ pants.toml allows: all three must name the same ``major.minor``.
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Mapping
 from importlib.resources import files
-from pathlib import Path
 
 import pytest
-from packaging.specifiers import SpecifierSet
 
-# pants.toml sits at the build root, two levels above this directory (a `file` dependency).
-PANTS_TOML = Path(__file__).absolute().parents[2] / "pants.toml"
+from setupgen.metadata import MetadataError, python_requires
+from tests.workspace_python import interpreter_constraints, python_minors
 
 KRUNNERS = {
     "ai.backend.krunner.static_gnu": "static-gnu",
@@ -34,12 +31,10 @@ _VERSION_MENTION = re.compile(
 
 def constraint_minor(constraint: str) -> str:
     """The one ``major.minor`` an interpreter constraint like ``CPython>=3.12,<3.13`` admits."""
-    specifier = SpecifierSet(re.sub(r"^[A-Za-z]+", "", constraint.strip()))
-    minors = [
-        f"3.{minor}"
-        for minor in range(100)
-        if any(specifier.contains(f"3.{minor}.{patch}") for patch in range(50))
-    ]
+    try:
+        minors = python_minors(python_requires([constraint], constraint))
+    except MetadataError:  # not a usable range at all
+        minors = []
     if len(minors) != 1:
         raise ValueError(f"{constraint!r} admits {minors or 'no'} Python 3 minor versions, not one")
     return minors[0]
@@ -81,17 +76,8 @@ def _shipped_files(prefix: str, suffix: str) -> dict[str, str]:
     }
 
 
-def _pants_interpreter_constraints() -> list[str]:
-    if not PANTS_TOML.is_file():
-        pytest.fail(f"{PANTS_TOML} is missing: the test needs the root pants.toml as a dependency")
-    constraints: list[str] = tomllib.loads(PANTS_TOML.read_text())["python"][
-        "interpreter_constraints"
-    ]
-    return constraints
-
-
 def test_krunner_python_follows_pants_interpreter_constraints() -> None:
-    constraints = _pants_interpreter_constraints()
+    constraints = interpreter_constraints()
     krunner_python = _shipped_files("krunner-python.", ".txt")
     dockerfiles = _shipped_files("krunner-", ".dockerfile")
     assert constraints
@@ -107,7 +93,8 @@ def test_python_and_wheels_dockerfiles_state_their_python(
 ) -> None:
     # Otherwise the drift check above would pass vacuously.
     text = files(package).joinpath(f"krunner-{stage}.{distro}.dockerfile").read_text()
-    assert dockerfile_python_minors(text) == {"3.12"}
+    (constraint,) = interpreter_constraints()
+    assert dockerfile_python_minors(text) == {constraint_minor(constraint)}
 
 
 AGREEING_DOCKERFILE = "ARG PYTHON_VERSION=3.12.7\nFROM python:${PYTHON_VERSION}-alpine\n"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import email.parser
 import subprocess
 import tarfile
-import tomllib
 import zipfile
 from dataclasses import dataclass, field
 from email.message import Message
@@ -22,6 +21,7 @@ from tests.built_wheels import (
     sdists_by_project,
     wheels_by_project,
 )
+from tests.workspace_python import python_minors, requires_python
 
 
 @dataclass(frozen=True)
@@ -54,12 +54,6 @@ BUILD_ROOT = Path.cwd()
 
 def workspace_version() -> Version:
     return Version((BUILD_ROOT / "VERSION").read_text().strip())
-
-
-def interpreter_range() -> str:
-    config = tomllib.loads((BUILD_ROOT / "pants.toml").read_text())
-    (constraint,) = config["python"]["interpreter_constraints"]
-    return str(constraint).removeprefix("CPython")
 
 
 def wheel_metadata(wheel: Path) -> Message:
@@ -121,10 +115,10 @@ def test_metadata(name: str, wheels: dict[str, Path], sdists: dict[str, Path]) -
     ):
         assert metadata["Name"] == name, source
         assert metadata["Version"] == str(version), source
-        assert metadata["Requires-Python"] == interpreter_range(), source
+        assert metadata["Requires-Python"] == requires_python(), source
         classifiers = metadata.get_all("Classifier") or []
-        minor = interpreter_range().split(",")[0].removeprefix(">=")
-        assert f"Programming Language :: Python :: {minor}" in classifiers, source
+        for minor in python_minors(requires_python()):
+            assert f"Programming Language :: Python :: {minor}" in classifiers, source
         status = "4 - Beta" if version.pre and version.pre[0] in ("b", "rc") else None
         if status:
             assert f"Development Status :: {status}" in classifiers, source
