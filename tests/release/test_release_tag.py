@@ -126,3 +126,16 @@ def test_cut_rolls_back_after_the_changelog_was_folded(repo: Repo) -> None:
     result = repo.invoke("cut", "final", *release_args())
     assert result.stderr.splitlines()[-1] == "Error: git commit failed (exit 1): refused by hook"
     assert repo.state() == before
+
+
+@pytest.mark.parametrize("command", [["tag"], ["cut", "final"]])
+def test_refuses_a_version_already_in_the_changelog_before_testing(
+    repo: Repo, command: list[str]
+) -> None:
+    repo.write("CHANGELOG.md", repo.read("CHANGELOG.md") + "\n## 24.03.4 (2024-03-02)\n")
+    repo.write("VERSION", "24.03.4\n" if command == ["tag"] else "24.03.4rc1\n")
+    repo.commit_all("a changelog that already has 24.03.4")
+    before = repo.state()
+    result = repo.invoke(*command, *release_args(test=FAILING))
+    assert result.output == "Error: CHANGELOG.md already has a section for 24.03.4\n"
+    assert repo.state() == before

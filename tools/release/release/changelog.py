@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import re
+import tomllib
 from importlib import resources
 from pathlib import Path
 
 from release.errors import ReleaseError
 from release.proc import python_module, python_module_env, run_captured
 from release.versioning import CalVer
+
+_CONFIG = resources.files("release") / "towncrier.toml"
 
 
 def build_changelog(root: Path, version: CalVer, *, draft: bool) -> str:
@@ -17,9 +19,8 @@ def build_changelog(root: Path, version: CalVer, *, draft: bool) -> str:
     The heading uses the tag as written (24.03.4rc1), matching the git tag.
     """
     if not draft:
-        _ensure_not_folded(root / "CHANGELOG.md", version)
-    config = resources.files("release") / "towncrier.toml"
-    with resources.as_file(config) as config_path:
+        ensure_not_folded(root / "CHANGELOG.md", version)
+    with resources.as_file(_CONFIG) as config_path:
         command = [
             *python_module("towncrier"),
             "build",
@@ -34,9 +35,16 @@ def build_changelog(root: Path, version: CalVer, *, draft: bool) -> str:
         return run_captured(command, root, "towncrier", env=python_module_env())
 
 
-def _ensure_not_folded(changelog: Path, version: CalVer) -> None:
+def ensure_not_folded(changelog: Path, version: CalVer) -> None:
     """towncrier only notices a repeated version when the date matches too."""
-    # Matches title_format in towncrier.toml.
-    heading = re.compile(rf"^## {re.escape(str(version))} \(", re.MULTILINE)
-    if changelog.is_file() and heading.search(changelog.read_text(encoding="utf-8")):
+    heading = _heading_prefix(version)
+    text = changelog.read_text(encoding="utf-8") if changelog.is_file() else ""
+    if any(line.startswith(heading) for line in text.splitlines()):
         raise ReleaseError(f"{changelog.name} already has a section for {version}")
+
+
+def _heading_prefix(version: CalVer) -> str:
+    """A section heading for `version` up to its date: `## 24.03.4rc1 (` (the title_format)."""
+    towncrier = tomllib.loads(_CONFIG.read_text(encoding="utf-8"))["tool"]["towncrier"]
+    title_format = str(towncrier["title_format"])
+    return title_format.partition("{project_date}")[0].format(version=version)

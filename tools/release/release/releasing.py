@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from release.builds import package
-from release.changelog import build_changelog
+from release.changelog import build_changelog, ensure_not_folded
 from release.errors import ReleaseError
 from release.gitrepo import Git
 from release.proc import run_streamed
@@ -61,6 +61,7 @@ def ensure_ready(git: Git, version: CalVer, *, fetch: bool) -> None:
         )
     if git.tag_exists(str(version)):
         raise ReleaseError(f"tag {version} already exists")
+    ensure_not_folded(git.root / "CHANGELOG.md", version)
     branch = git.branch()
     if branch is None:
         raise ReleaseError("HEAD is detached; check out the release branch first")
