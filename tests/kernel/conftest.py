@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import msgpack
 import pytest
 import zmq
 
+from ai.backend.kernel.protocol import Op, Record, decode_exit, decode_status
 from tests.support.processes import free_ports, stop_process_tree
 
 RECV_TIMEOUT_MS = 30_000
@@ -26,31 +26,31 @@ RECV_TIMEOUT_MS = 30_000
 
 @dataclass
 class Result:
+    """Records as they arrived; their types stay ``str``, as read from the wire."""
+
     records: list[tuple[str, bytes]] = field(default_factory=list)
 
-    def text(self, kind: str) -> str:
+    def text(self, kind: Record) -> str:
         return b"".join(p for t, p in self.records if t == kind).decode()
 
     @property
     def stdout(self) -> str:
-        return self.text("stdout")
+        return self.text(Record.STDOUT)
 
     @property
     def stderr(self) -> str:
-        return self.text("stderr")
+        return self.text(Record.STDERR)
 
     def types(self) -> list[str]:
-        return [t for t, _ in self.records if t not in ("stdout", "stderr")]
+        return [t for t, _ in self.records if t not in (Record.STDOUT, Record.STDERR)]
 
-    def exit_code(self, kind: str = "finished") -> int:
-        payload = next(p for t, p in self.records if t == kind)
-        code: int = json.loads(payload)["exitCode"]
-        return code
+    def exit_code(self, kind: Record = Record.FINISHED) -> int:
+        return decode_exit(next(p for t, p in self.records if t == kind))
 
-    def json_payloads(self, kind: str) -> list[Any]:
+    def json_payloads(self, kind: Record) -> list[Any]:
         return [json.loads(p) for t, p in self.records if t == kind]
 
-    def after(self, kind: str) -> Result:
+    def after(self, kind: Record) -> Result:
         """The records that follow the first one of ``kind``, e.g. an exec step's output."""
         index = next(i for i, (t, _) in enumerate(self.records) if t == kind)
         return Result(self.records[index + 1 :])
@@ -65,16 +65,15 @@ class FakeAgent:
         self.pull = self.context.socket(zmq.PULL)
         for sock in (self.push, self.pull):
             sock.setsockopt(zmq.LINGER, 50)
-        self.pull.setsockopt(zmq.RCVTIMEO, RECV_TIMEOUT_MS)
         self.push.connect(f"tcp://127.0.0.1:{in_port}")
         self.pull.connect(f"tcp://127.0.0.1:{out_port}")
         self.runner_alive: Callable[[], bool] = lambda: True
 
-    def send(self, op: str, payload: str | bytes = b"") -> None:
-        data = payload.encode() if isinstance(payload, str) else payload
-        self.push.send_multipart([op.encode(), data])
+    def send(self, op: Op, payload: str = "") -> None:
+        self.push.send_multipart([op.encode(), payload.encode()])
 
     def send_frames(self, frames: list[bytes]) -> None:
+        """Any frames at all, e.g. malformed messages."""
         self.push.send_multipart(frames)
 
     def recv(self, timeout_ms: int = RECV_TIMEOUT_MS) -> tuple[str, bytes]:
@@ -87,14 +86,15 @@ class FakeAgent:
         kind, payload = self.pull.recv_multipart()
         return kind.decode(), payload
 
-    def collect(self, *until: str, inputs: list[str] | None = None) -> Result:
+    def collect(self, *until: Record, inputs: list[str] | None = None) -> Result:
         """Gather records until each type in ``until`` has arrived once, answering inputs."""
-        remaining, answers, result = list(until), list(inputs or []), Result()
+        remaining: list[str] = list(until)
+        answers, result = list(inputs or []), Result()
         while remaining:
             kind, payload = self.recv()
             result.records.append((kind, payload))
-            if kind == "waiting-input" and answers:
-                self.send("input", answers.pop(0))
+            if kind == Record.WAITING_INPUT and answers:
+                self.send(Op.INPUT, answers.pop(0))
             if kind in remaining:
                 remaining.remove(kind)
         return result
@@ -103,26 +103,30 @@ class FakeAgent:
         """Gather records until the stdout so far contains ``marker``, e.g. the line a snippet
         prints (flushed) once it runs, so that an interrupt sent next finds it running."""
         result = Result()
-        while marker.encode() not in b"".join(p for t, p in result.records if t == "stdout"):
+        while marker.encode() not in b"".join(p for t, p in result.records if t == Record.STDOUT):
             result.records.append(self.recv())
         return result
 
     def status(self, timeout_ms: int = RECV_TIMEOUT_MS) -> dict[str, Any]:
-        self.send("status")
+        self.send(Op.STATUS)
         kind, payload = self.recv(timeout_ms)
-        while kind != "status":  # like the agent, which routes status replies to their own queue
+        # Like the agent, which routes status replies to their own queue.
+        while kind != Record.STATUS:
             kind, payload = self.recv(timeout_ms)
-        reply: dict[str, Any] = msgpack.unpackb(payload)
-        return reply
+        return decode_status(payload)
 
     def query(self, code: str, inputs: list[str] | None = None) -> Result:
-        self.send("code", code)
-        return self.collect("finished", inputs=inputs)
+        self.send(Op.CODE, code)
+        return self.collect(Record.FINISHED, inputs=inputs)
+
+    def start_batch(self, clean: str = "", build: str = "", exec: str = "") -> None:
+        """Send the three steps of a batch run, as the agent does."""
+        for op, command in ((Op.CLEAN, clean), (Op.BUILD, build), (Op.EXEC, exec)):
+            self.send(op, command)
 
     def batch(self, clean: str = "", build: str = "", exec: str = "", **kw: Any) -> Result:
-        for op, command in (("clean", clean), ("build", build), ("exec", exec)):
-            self.send(op, command)
-        return self.collect("clean-finished", "build-finished", "finished", **kw)
+        self.start_batch(clean, build, exec)
+        return self.collect(Record.CLEAN_FINISHED, Record.BUILD_FINISHED, Record.FINISHED, **kw)
 
     def close(self) -> None:
         self.context.destroy(linger=0)

@@ -8,19 +8,11 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ai.backend.kernel.protocol import Op, Record
+
 # Ops that start executions are left out: random text must not be run as shell commands.
-SIDE_OPS = [
-    b"input",
-    b"interrupt",
-    b"status",
-    b"complete",
-    b"event",
-    b"start-service",
-    b"shutdown-service",
-    b"get-apps",
-    b"start-model-service",
-]
-EXECUTION_OPS = {b"clean", b"build", b"exec", b"code"}
+EXECUTION_OPS = {op.encode() for op in (Op.CLEAN, Op.BUILD, Op.EXEC, Op.CODE)}
+SIDE_OPS = [op.encode() for op in Op if op.encode() not in EXECUTION_OPS]
 
 op_frame = st.one_of(st.sampled_from(SIDE_OPS), st.binary(max_size=24))
 payload_frame = st.one_of(
@@ -47,10 +39,10 @@ def test_runner_survives_random_frames(start_kernel: Callable[..., Any]) -> None
     def still_answers_status(frames: list[bytes]) -> None:
         if frames:
             agent.send_frames(frames)
-        agent.send("status")
+        agent.send(Op.STATUS)
         while True:  # a reply to the random op (completion, apps-result, ...) may come first
             kind, _ = agent.recv(10_000)
-            if kind == "status":
+            if kind == Record.STATUS:
                 break
 
     still_answers_status()

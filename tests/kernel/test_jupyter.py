@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from ai.backend.kernel.protocol import Op, Record
+
 pytest.importorskip("ipykernel")
 
 TINY_PNG = (
@@ -35,7 +37,7 @@ def test_exception_gives_nonzero_exit_code(kernel: Any) -> None:
 
 def test_html_is_json_media(kernel: Any) -> None:
     result = kernel.agent.query("from IPython.display import HTML\nHTML('<b>hi</b>')")
-    assert result.json_payloads("media") == [{"type": "text/html", "data": "<b>hi</b>"}]
+    assert result.json_payloads(Record.MEDIA) == [{"type": "text/html", "data": "<b>hi</b>"}]
 
 
 def test_images_are_data_uris_and_svg_is_text(kernel: Any) -> None:
@@ -44,7 +46,7 @@ def test_images_are_data_uris_and_svg_is_text(kernel: Any) -> None:
         f"display(Image(data=base64.b64decode('{TINY_PNG}'), format='png'))\n"
         "display(SVG('<svg xmlns=\"http://www.w3.org/2000/svg\"/>'))\n"
     )
-    png, svg = kernel.agent.query(code).json_payloads("media")
+    png, svg = kernel.agent.query(code).json_payloads(Record.MEDIA)
     assert png == {"type": "image/png", "data": f"data:image/png;base64,{TINY_PNG}"}
     assert svg["type"] == "image/svg+xml"
     assert svg["data"].startswith("<svg")
@@ -56,30 +58,30 @@ def test_plain_results_go_to_stdout(kernel: Any) -> None:
 
 def test_input_through_the_stdin_channel(kernel: Any) -> None:
     result = kernel.agent.query("name = input('who? ')\nprint('hi', name)", inputs=["Ada"])
-    assert result.json_payloads("waiting-input") == [{"is_password": False}]
+    assert result.json_payloads(Record.WAITING_INPUT) == [{"is_password": False}]
     assert result.stdout == "who? hi Ada\n"
 
 
 def test_password_prompt_is_flagged(kernel: Any) -> None:
     code = "import getpass\nsecret = getpass.getpass('pw: ')\nprint(len(secret))"
     result = kernel.agent.query(code, inputs=["hunter2"])
-    assert result.json_payloads("waiting-input") == [{"is_password": True}]
+    assert result.json_payloads(Record.WAITING_INPUT) == [{"is_password": True}]
     assert result.stdout.endswith("7\n")
 
 
 def test_completion_uses_the_kernel(kernel: Any) -> None:
     kernel.agent.query("import os")
-    kernel.agent.send("complete", json.dumps({"code": "os.pat", "options": {}}))
+    kernel.agent.send(Op.COMPLETE, json.dumps({"code": "os.pat", "options": {}}))
     kind, payload = kernel.agent.recv()
-    assert kind == "completion"
+    assert kind == Record.COMPLETION
     assert "path" in json.loads(payload)
 
 
 def test_interrupt_stops_a_running_snippet(kernel: Any) -> None:
-    kernel.agent.send("code", "import time\nprint('started', flush=True)\ntime.sleep(60)")
+    kernel.agent.send(Op.CODE, "import time\nprint('started', flush=True)\ntime.sleep(60)")
     kernel.agent.collect_until_stdout("started\n")
-    kernel.agent.send("interrupt", "")
-    result = kernel.agent.collect("finished")
+    kernel.agent.send(Op.INTERRUPT, "")
+    result = kernel.agent.collect(Record.FINISHED)
     assert result.exit_code() != 0
     assert "KeyboardInterrupt" in result.stderr
     assert kernel.agent.query("print('still here')").stdout == "still here\n"
@@ -92,10 +94,10 @@ def test_kernel_gets_the_child_environment(kernel: Any) -> None:
 
 def test_subprocess_in_snippet_can_be_interrupted(kernel: Any) -> None:
     code = "import subprocess\nprint('started', flush=True)\nsubprocess.run(['sleep', '60'])"
-    kernel.agent.send("code", code)
+    kernel.agent.send(Op.CODE, code)
     kernel.agent.collect_until_stdout("started\n")
-    kernel.agent.send("interrupt", "")
-    assert kernel.agent.collect("finished").exit_code() != 0
+    kernel.agent.send(Op.INTERRUPT, "")
+    assert kernel.agent.collect(Record.FINISHED).exit_code() != 0
 
 
 def test_dead_kernel_is_restarted(kernel: Any) -> None:
@@ -110,10 +112,10 @@ def test_kernel_ignoring_the_interrupt_is_restarted(kernel: Any) -> None:
         "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
         "print('started', flush=True)\ntime.sleep(60)"
     )
-    kernel.agent.send("code", code)
+    kernel.agent.send(Op.CODE, code)
     kernel.agent.collect_until_stdout("started\n")
-    kernel.agent.send("interrupt", "")
-    result = kernel.agent.collect("finished")
+    kernel.agent.send(Op.INTERRUPT, "")
+    result = kernel.agent.collect(Record.FINISHED)
     assert result.exit_code() != 0
     assert "restarting" in result.stderr
     assert kernel.agent.query("print('fresh')").stdout == "fresh\n"

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from ai.backend.kernel.protocol import Op, Record
 from tests.support.processes import is_running
 
 StartKernel = Callable[..., Any]
@@ -43,19 +44,16 @@ def test_query_streams_output_and_exit_code(start_kernel: StartKernel) -> None:
 def test_batch_steps_always_finish(start_kernel: StartKernel) -> None:
     agent = start_kernel("git").agent
     result = agent.batch(clean="", build="", exec="echo $_BACKEND_BATCH_MODE")
-    assert result.types() == ["clean-finished", "build-finished", "finished"]
-    assert [result.exit_code(k) for k in ("clean-finished", "build-finished", "finished")] == [
-        0,
-        0,
-        0,
-    ]
+    steps = (Record.CLEAN_FINISHED, Record.BUILD_FINISHED, Record.FINISHED)
+    assert result.types() == list(steps)
+    assert [result.exit_code(k) for k in steps] == [0, 0, 0]
     assert result.stdout == "1\n"
 
 
 def test_failed_build_skips_exec_with_127(start_kernel: StartKernel) -> None:
     agent = start_kernel("git").agent
     result = agent.batch(build="exit 2", exec="echo must-not-run")
-    assert result.exit_code("build-finished") == 2
+    assert result.exit_code(Record.BUILD_FINISHED) == 2
     assert result.exit_code() == 127
     assert "must-not-run" not in result.stdout
     # The failure is forgotten afterwards.
@@ -67,7 +65,7 @@ def test_star_build_uses_makefile(start_kernel: StartKernel) -> None:
     (kernel.work_dir / "Makefile").write_text("all:\n\t@echo made\n")
     result = kernel.agent.batch(build="*", exec="")
     assert result.stdout == "made\n"
-    assert result.exit_code("build-finished") == 0
+    assert result.exit_code(Record.BUILD_FINISHED) == 0
 
 
 def test_star_without_heuristic_reports_127(start_kernel: StartKernel) -> None:
@@ -78,34 +76,34 @@ def test_star_without_heuristic_reports_127(start_kernel: StartKernel) -> None:
 
 def test_side_ops_always_answer(start_kernel: StartKernel) -> None:
     agent = start_kernel("git").agent
-    agent.send("complete", json.dumps({"code": "ec", "options": {}}))
-    assert agent.recv() == ("completion", b"[]")
-    agent.send("get-apps", "")
+    agent.send(Op.COMPLETE, json.dumps({"code": "ec", "options": {}}))
+    assert agent.recv() == (Record.COMPLETION, b"[]")
+    agent.send(Op.GET_APPS, "")
     kind, payload = agent.recv()
-    assert (kind, json.loads(payload)) == ("apps-result", {"status": "done", "data": []})
-    agent.send("start-service", json.dumps({"name": "jupyter", "port": 8080, "ports": [8080]}))
+    assert (kind, json.loads(payload)) == (Record.APPS_RESULT, {"status": "done", "data": []})
+    agent.send(Op.START_SERVICE, json.dumps({"name": "jupyter", "port": 8080, "ports": [8080]}))
     kind, payload = agent.recv()
-    assert kind == "service-result"
+    assert kind == Record.SERVICE_RESULT
     assert json.loads(payload)["status"] == "failed"
     assert "jupyter" in json.loads(payload)["error"]
-    agent.send("start-model-service", json.dumps({"name": "m", "service": {}}))
+    agent.send(Op.START_MODEL_SERVICE, json.dumps({"name": "m", "service": {}}))
     kind, payload = agent.recv()
-    assert (kind, json.loads(payload)["status"]) == ("model-service-result", "failed")
+    assert (kind, json.loads(payload)["status"]) == (Record.MODEL_SERVICE_RESULT, "failed")
     # No reply for these, and the runner keeps answering.
-    agent.send("shutdown-service", '"jupyter"')
-    agent.send("event", json.dumps({"type": "oom", "data": {}}))
-    agent.send("interrupt", "")
-    agent.send("input", "stale")
+    agent.send(Op.SHUTDOWN_SERVICE, '"jupyter"')
+    agent.send(Op.EVENT, json.dumps({"type": "oom", "data": {}}))
+    agent.send(Op.INTERRUPT, "")
+    agent.send(Op.INPUT, "stale")
     assert "started_at" in agent.status()
 
 
 def test_oom_event_is_shown_to_the_running_execution(start_kernel: StartKernel) -> None:
     agent = start_kernel("git", "--interrupt-grace", "0.5").agent
-    agent.send("code", "echo started; sleep 60")
+    agent.send(Op.CODE, "echo started; sleep 60")
     running = agent.collect_until_stdout("started\n")
-    agent.send("event", json.dumps({"type": "oom", "data": {}}))
-    agent.send("interrupt", "")
-    rest = agent.collect("finished")  # the notice, if any, came before this execution ended
+    agent.send(Op.EVENT, json.dumps({"type": "oom", "data": {}}))
+    agent.send(Op.INTERRUPT, "")
+    rest = agent.collect(Record.FINISHED)  # the notice, if any, came before this execution ended
     assert rest.exit_code() != 0  # interrupted: the execution was running all along
     assert "out of memory" in running.stderr + rest.stderr
 
@@ -119,7 +117,7 @@ def test_malformed_messages_are_ignored(start_kernel: StartKernel) -> None:
     agent.send_frames([b"code", b"\xff\xfe"])
     agent.send_frames([b"event", b"{not json"])
     agent.send_frames([b"complete", b"{not json"])
-    assert agent.recv() == ("completion", b"[]")
+    assert agent.recv() == (Record.COMPLETION, b"[]")
     assert "started_at" in agent.status()
     assert agent.query("echo alive").stdout == "alive\n"
 
@@ -128,7 +126,7 @@ def test_large_output_streams_in_big_chunks(start_kernel: StartKernel) -> None:
     agent = start_kernel("git").agent
     size = 16 * 1024 * 1024
     result = agent.query(f"head -c {size} /dev/zero")
-    chunks = [p for t, p in result.records if t == "stdout"]
+    chunks = [p for t, p in result.records if t == Record.STDOUT]
     assert sum(map(len, chunks)) == size
     assert max(map(len, chunks)) <= 256 * 1024
     assert len(chunks) < size // 8192  # far fewer records than 4 KiB pipe reads
@@ -157,10 +155,10 @@ def test_interrupt_kills_the_whole_tree(
 ) -> None:
     kernel = start_kernel("git", "--interrupt-grace", "0.5")
     marker = kernel.work_dir / "pids"
-    kernel.agent.send("code", f"sh -c 'sleep 60 & echo $! > {marker}; sleep 60'")
+    kernel.agent.send(Op.CODE, f"sh -c 'sleep 60 & echo $! > {marker}; sleep 60'")
     assert wait_until(lambda: marker.exists() and marker.read_text().strip() != "")
-    kernel.agent.send("interrupt", "")
-    result = kernel.agent.collect("finished")
+    kernel.agent.send(Op.INTERRUPT, "")
+    result = kernel.agent.collect(Record.FINISHED)
     assert result.exit_code() != 0
     background_sleep = int(marker.read_text())
     assert wait_until(lambda: not is_running(background_sleep), timeout=5)
@@ -172,7 +170,7 @@ def test_stop_signal_stops_children(
 ) -> None:
     kernel = start_kernel("git")
     marker = kernel.work_dir / "pid"
-    kernel.agent.send("code", f"sleep 60 & echo $! > {marker}; wait")
+    kernel.agent.send(Op.CODE, f"sleep 60 & echo $! > {marker}; wait")
     assert wait_until(lambda: marker.exists() and marker.read_text().strip() != "")
     assert os.listdir(kernel.private_tmp) != []  # the runner's private temp dir
     assert kernel.stop(stop_signal) == 0

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from ai.backend.kernel.protocol import Op, Record
+
 StartKernel = Callable[..., Any]
 
 
@@ -118,9 +120,9 @@ def test_batch_heuristics(start_kernel: StartKernel, case: Case) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content)
     result = kernel.agent.batch(clean="*", build=case.build, exec="*")
-    assert result.exit_code("build-finished") == 0, result.stderr
+    assert result.exit_code(Record.BUILD_FINISHED) == 0, result.stderr
     # Compilers may report progress on stdout (ghc does): compare the exec step's output only.
-    executed = result.after("build-finished")
+    executed = result.after(Record.BUILD_FINISHED)
     assert (executed.stdout, executed.exit_code()) == (case.expected, 0), result.stderr
 
 
@@ -141,14 +143,14 @@ def test_c_program_reading_stdin_gets_input(start_kernel: StartKernel) -> None:
         '  printf("sum=%d\\n", a + b);\n  return 0;\n}\n'
     )
     result = kernel.agent.batch(build="*", exec="*", inputs=["3", "4"])
-    assert result.types().count("waiting-input") == 2
+    assert result.types().count(Record.WAITING_INPUT) == 2
     assert result.stdout == "a? b? sum=7\n"
     assert result.exit_code() == 0
 
 
 def test_shell_read_in_query_mode_gets_input(start_kernel: StartKernel) -> None:
     result = start_kernel("git").agent.query('read name; echo "hi $name"', inputs=["Ann"])
-    assert result.json_payloads("waiting-input") == [{"is_password": False}]
+    assert result.json_payloads(Record.WAITING_INPUT) == [{"is_password": False}]
     assert result.stdout == "hi Ann\n"
 
 
@@ -156,7 +158,7 @@ def test_python_batch_input_uses_the_relay(start_kernel: StartKernel) -> None:
     kernel = start_kernel("python")
     (kernel.work_dir / "main.py").write_text('print("got", input("name? "))\n')
     result = kernel.agent.batch(exec="*", inputs=["Bo"])
-    assert ("waiting-input", b"") in result.records  # the relay's empty payload
+    assert (Record.WAITING_INPUT, b"") in result.records  # the relay's empty payload
     assert result.stdout == "name? got Bo\n"
 
 
@@ -164,12 +166,11 @@ def test_interrupted_prompt_does_not_block_the_next_one(start_kernel: StartKerne
     kernel = start_kernel("python", "--interrupt-grace", "0.5")
     (kernel.work_dir / "main.py").write_text('print("got", input("name? "))\n')
     agent = kernel.agent
-    for op, command in (("clean", ""), ("build", ""), ("exec", "*")):
-        agent.send(op, command)
-    agent.collect("waiting-input")
-    agent.send("interrupt")
-    assert agent.collect("finished").exit_code() != 0
-    agent.send("input", "too late")  # dropped: nobody waits any more
+    agent.start_batch(exec="*")
+    agent.collect(Record.WAITING_INPUT)
+    agent.send(Op.INTERRUPT)
+    assert agent.collect(Record.FINISHED).exit_code() != 0
+    agent.send(Op.INPUT, "too late")  # dropped: nobody waits any more
     result = agent.batch(exec="*", inputs=["Cy"])
     assert result.stdout.endswith("got Cy\n")
 
@@ -185,6 +186,6 @@ def test_node_waiting_in_its_event_loop_gets_input(start_kernel: StartKernel) ->
         "});\n"
     )
     result = start_kernel("nodejs").agent.query(code, inputs=["Di"])
-    assert result.types().count("waiting-input") == 1
+    assert result.types().count(Record.WAITING_INPUT) == 1
     assert result.stdout.endswith("hi Di\n")
     assert result.exit_code() == 0

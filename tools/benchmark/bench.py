@@ -1,7 +1,8 @@
 """Benchmark this repository's kernel runner against the published backend.ai-kernel 24.3.3.
 
-Run as ``./pants run tools/benchmark:bench`` or ``python tools/benchmark/bench.py`` (needs pyzmq
-and msgpack; the runners need jupyter-client and ipykernel in their own environments).
+Run as ``./pants run tools/benchmark:bench`` or ``PYTHONPATH=src python tools/benchmark/bench.py``
+(needs pyzmq and msgpack, and this repository's ``ai.backend.kernel.protocol``; the runners need
+jupyter-client and ipykernel in their own environments).
 
 Both runners are driven the way the agent drives them: a PUSH socket for ops, a PULL socket for
 records, two frames per message, stdout/stderr decoded with one incremental UTF-8 decoder per
@@ -43,8 +44,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import msgpack
 import zmq
+
+from ai.backend.kernel.protocol import MalformedMessage, Op, Record, decode_exit, decode_status
 
 UPSTREAM_VERSION = "24.3.3"
 UPSTREAM_PORTS = (2000, 2001)
@@ -59,7 +61,7 @@ STREAM_TIMEOUT = 600.0
 INTERLEAVE_BLOCK = 20  # query samples per turn, runner and bare jupyter_client alternating
 MB = 1e6
 
-Record = tuple[bytes, bytes]
+Frames = tuple[str, bytes]  # a record's type and payload, as received
 
 
 class BenchError(Exception):
@@ -169,24 +171,24 @@ class AgentClient:
         self.push.connect(f"tcp://127.0.0.1:{in_port}")
         self.pull.connect(f"tcp://127.0.0.1:{out_port}")
 
-    def send(self, op: bytes, payload: bytes = b"") -> None:
-        self.push.send_multipart([op, payload])
+    def send(self, op: Op, payload: str = "") -> None:
+        self.push.send_multipart([op.encode(), payload.encode()])
 
-    def recv(self, timeout: float) -> Record | None:
+    def recv(self, timeout: float) -> Frames | None:
         if not self.pull.poll(int(timeout * 1000)):
             return None
         frames = self.pull.recv_multipart()
         if len(frames) != 2:
             raise BenchError(f"record with {len(frames)} frames")
-        return frames[0], frames[1]
+        return frames[0].decode(errors="replace"), frames[1]
 
-    def wait_for(self, wanted: bytes, timeout: float = RUN_TIMEOUT) -> bytes:
+    def wait_for(self, wanted: Record, timeout: float = RUN_TIMEOUT) -> bytes:
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
             record = self.recv(left)
             if record is not None and record[0] == wanted:
                 return record[1]
-        raise BenchError(f"no {wanted.decode()} record within {timeout:.0f} s")
+        raise BenchError(f"no {wanted} record within {timeout:.0f} s")
 
     def drain(self, quiet: float = 0.2) -> int:
         count = 0
@@ -199,37 +201,34 @@ class AgentClient:
         self.pull.close()
 
 
-def finished_exit_code(payload: bytes) -> int | None:
-    data = json.loads(payload) if payload else {}
-    code = data.get("exitCode")
-    return code if isinstance(code, int) else None
-
-
 def check_finished(payload: bytes, what: str) -> None:
-    code = finished_exit_code(payload)
+    try:
+        code = decode_exit(payload)
+    except MalformedMessage as exc:
+        raise BenchError(f"{what}: {exc}") from exc
     if code != 0:
         raise BenchError(f"{what} finished with exitCode {code}")
 
 
 def status_round_trip(client: AgentClient) -> None:
-    client.send(b"status")
-    msgpack.unpackb(client.wait_for(b"status"))
+    client.send(Op.STATUS)
+    decode_status(client.wait_for(Record.STATUS))
 
 
 def query_round_trip(client: AgentClient, code: str = "pass") -> None:
-    client.send(b"code", code.encode())
-    check_finished(client.wait_for(b"finished"), f"query {code!r}")
+    client.send(Op.CODE, code)
+    check_finished(client.wait_for(Record.FINISHED), f"query {code!r}")
 
 
 def send_batch(client: AgentClient, exec_cmd: str) -> None:
-    client.send(b"clean", b"")
-    client.send(b"build", b"")
-    client.send(b"exec", exec_cmd.encode())
+    client.send(Op.CLEAN)
+    client.send(Op.BUILD)
+    client.send(Op.EXEC, exec_cmd)
 
 
 def batch_round_trip(client: AgentClient, exec_cmd: str = "true") -> None:
     send_batch(client, exec_cmd)
-    check_finished(client.wait_for(b"finished"), f"batch exec {exec_cmd!r}")
+    check_finished(client.wait_for(Record.FINISHED), f"batch exec {exec_cmd!r}")
 
 
 @dataclass
@@ -242,9 +241,9 @@ class StreamResult:
 
 def receive_stream(client: AgentClient, result: StreamResult) -> bytes:
     """Decode stdout/stderr as the agent's read_output() does, until `finished`."""
-    decoders = {
-        b"stdout": codecs.getincrementaldecoder("utf8")(errors="replace"),
-        b"stderr": codecs.getincrementaldecoder("utf8")(errors="replace"),
+    decoders: dict[str, codecs.IncrementalDecoder] = {
+        Record.STDOUT: codecs.getincrementaldecoder("utf8")(errors="replace"),
+        Record.STDERR: codecs.getincrementaldecoder("utf8")(errors="replace"),
     }
     deadline = time.monotonic() + STREAM_TIMEOUT
     while (left := deadline - time.monotonic()) > 0:
@@ -252,14 +251,14 @@ def receive_stream(client: AgentClient, result: StreamResult) -> bytes:
         if record is None:
             break
         kind, payload = record
-        if kind == b"stdout":
+        if kind == Record.STDOUT:
             text = decoders[kind].decode(payload)
             result.raw_bytes += len(payload)
             result.chars += len(text)
             result.replaced += text.count("\ufffd")
-        elif kind == b"stderr":
+        elif kind == Record.STDERR:
             decoders[kind].decode(payload)
-        elif kind == b"finished":
+        elif kind == Record.FINISHED:
             return payload
     raise BenchError(f"stream did not finish within {STREAM_TIMEOUT:.0f} s")
 
@@ -287,11 +286,11 @@ def first_status(
     while time.perf_counter() < deadline:
         if proc.poll() is not None:
             raise BenchError(f"the runner exited with {proc.returncode} before answering")
-        client.send(b"status")
+        client.send(Op.STATUS)
         sent += 1
         record = client.recv(0.02)
         while record is not None:
-            if record[0] == b"status":
+            if record[0] == Record.STATUS:
                 elapsed = time.perf_counter() - t0
                 drain_status_replies(client, sent - 1)
                 return elapsed
@@ -304,7 +303,7 @@ def drain_status_replies(client: AgentClient, pending: int, timeout: float = 10.
     deadline = time.monotonic() + timeout
     while pending > 0 and (left := deadline - time.monotonic()) > 0:
         record = client.recv(left)
-        if record is not None and record[0] == b"status":
+        if record is not None and record[0] == Record.STATUS:
             pending -= 1
     client.drain(0.05)
 

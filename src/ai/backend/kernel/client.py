@@ -20,7 +20,7 @@ from typing import TextIO
 import click  # pants: no-infer-dep
 import zmq
 
-from .protocol import Op, Record, decode_status
+from .protocol import Op, Record, decode_exit, decode_status
 
 
 class Connection:
@@ -54,7 +54,7 @@ class Connection:
             self._show(record_type, payload)
             if record_type in remaining:
                 remaining.remove(record_type)
-                exit_code = int(json.loads(payload).get("exitCode", 0))
+                exit_code = decode_exit(payload)
         return exit_code
 
     def _show(self, record_type: str, payload: bytes) -> None:

@@ -100,3 +100,15 @@ def decode_status(payload: bytes) -> dict[str, Any]:
 
 def exit_payload(exit_code: int) -> bytes:
     return encode_json({"exitCode": exit_code})
+
+
+def decode_exit(payload: bytes) -> int:
+    """The exit code of a ``finished``/``clean-finished``/``build-finished`` record."""
+    try:
+        value = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise MalformedMessage(f"bad exit payload: {e}") from e
+    code = value.get("exitCode") if isinstance(value, dict) else None
+    if not isinstance(code, int) or isinstance(code, bool):
+        raise MalformedMessage(f"no integer exitCode in {payload[:80]!r}")
+    return code
