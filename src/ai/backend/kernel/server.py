@@ -82,6 +82,8 @@ class Runner:
         self.lang = config.lang
         self.started_at = time.monotonic()
         self.private_dir = Path(tempfile.mkdtemp(prefix="bai-kernel-"))
+        # On the PYTHONPATH of user processes: holds the sitecustomize that relays input().
+        self.site_dir = self.private_dir / "pysite"
         self.inputs = InputBroker(self.send)
         self.processes = ProcessManager(self.inputs, config.interrupt_grace)
         self.relay = InputRelay(self.inputs)
@@ -155,15 +157,14 @@ class Runner:
         env = build_child_env(
             os.environ, self.lang, self.config.work_dir, self.config.config_dir, relay_env
         )
-        site_dir = str(self.private_dir / "pysite")
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [site_dir, env.get("PYTHONPATH")]))
+        pythonpath = [str(self.site_dir), env.get("PYTHONPATH")]
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, pythonpath))
         return env
 
     async def _install_sitecustomize(self) -> None:
         """Give user Python processes the input relay (the directory is on their PYTHONPATH)."""
-        site_dir = self.private_dir / "pysite"
-        site_dir.mkdir()
-        (site_dir / "sitecustomize.py").write_text(inspect.getsource(user_sitecustomize))
+        self.site_dir.mkdir()
+        (self.site_dir / "sitecustomize.py").write_text(inspect.getsource(user_sitecustomize))
 
     async def close(self) -> None:
         for task in list(self.background):
