@@ -5,7 +5,7 @@ from typing import Any, Final
 
 from ai.backend.krunner.manifest import KrunnerManifest, load_manifest
 
-PACKAGE: Final = "ai.backend.krunner.alpine"
+PACKAGE: Final = __name__.rpartition(".")[0]
 
 
 async def init(config: Mapping[str, Any]) -> None:
