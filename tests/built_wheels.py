@@ -13,7 +13,7 @@ import site
 import subprocess
 import sys
 import sysconfig
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
@@ -25,19 +25,19 @@ def built_artifacts(root: Path) -> list[Path]:
 
 
 def wheels_by_project(root: Path) -> dict[str, Path]:
-    wheels: dict[str, Path] = {}
-    for path in built_artifacts(root):
-        if path.name.endswith(".whl"):
-            wheels[canonicalize_name(parse_wheel_filename(path.name)[0])] = path
-    return wheels
+    return _by_project(root, ".whl", lambda name: parse_wheel_filename(name)[0])
 
 
 def sdists_by_project(root: Path) -> dict[str, Path]:
-    sdists: dict[str, Path] = {}
-    for path in built_artifacts(root):
-        if path.name.endswith(".tar.gz"):
-            sdists[canonicalize_name(parse_sdist_filename(path.name)[0])] = path
-    return sdists
+    return _by_project(root, ".tar.gz", lambda name: parse_sdist_filename(name)[0])
+
+
+def _by_project(root: Path, suffix: str, project: Callable[[str], str]) -> dict[str, Path]:
+    return {
+        canonicalize_name(project(path.name)): path
+        for path in built_artifacts(root)
+        if path.name.endswith(suffix)
+    }
 
 
 def clean_env(**extra: str) -> dict[str, str]:
