@@ -14,12 +14,12 @@ from typing import Any
 
 import click
 
-from release.builds import check_reproducible, resolve_side
+from release.builds import resolve_side
 from release.changelog import build_changelog
 from release.diffing import diff_report
 from release.errors import ReleaseError
 from release.releasing import ReleaseSettings, cut_release, release_dist_dir, tag_release
-from release.verify import Expectations, verify_dist
+from release.verify import Expectations, Rebuild, verify_dist
 from release.versioning import KINDS, CalVer, bump_to, read_version_file, write_version_file
 from release.versioning import bump as bump_version
 from release.workspace import Workspace, find_root
@@ -206,10 +206,8 @@ def verify(
     version = read_version_file(workspace.version_file)
     expected = Expectations.build(version, workspace.distributions(), workspace.requires_python())
     directory = dist_dir or workspace.root / "dist"
-    problems = verify_dist(directory, expected, wheelhouse)
-    if reproducible:
-        release = expected.release_artifacts(directory)
-        problems += check_reproducible(workspace.root, release, rebuild_cmd)
+    rebuild = Rebuild(workspace.root, rebuild_cmd) if reproducible else None
+    problems = verify_dist(directory, expected, wheelhouse, rebuild)
     for problem in problems:
         click.echo(problem)
     if problems:

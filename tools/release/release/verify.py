@@ -19,6 +19,7 @@ from packaging.tags import sys_tags
 from packaging.utils import NormalizedName, canonicalize_name
 
 from release.artifacts import Artifact, Contents, list_artifacts, read_contents, read_metadata
+from release.builds import check_reproducible
 from release.errors import ReleaseError
 from release.installcheck import check_install
 from release.proc import python_module, python_module_env
@@ -48,18 +49,36 @@ class Expectations:
         """Whether the artifact is one of this release's: a workspace distribution at VERSION."""
         return artifact.name in self.distributions and artifact.version == self.version.pep440
 
-    def release_artifacts(self, dist_dir: Path) -> list[Artifact]:
-        return [artifact for artifact in list_artifacts(dist_dir) if self.includes(artifact)]
+    def partition(self, artifacts: Iterable[Artifact]) -> tuple[list[Artifact], list[Artifact]]:
+        """The release's artifacts, and the others (stale versions, foreign distributions)."""
+        release: list[Artifact] = []
+        others: list[Artifact] = []
+        for artifact in artifacts:
+            (release if self.includes(artifact) else others).append(artifact)
+        return release, others
 
     def is_first_party(self, name: NormalizedName) -> bool:
         return name in self.distributions or name.startswith(FIRST_PARTY_PREFIX)
 
 
-def verify_dist(dist_dir: Path, expected: Expectations, wheelhouses: Sequence[Path]) -> list[str]:
-    artifacts = list_artifacts(dist_dir)
-    problems = check_inventory(artifacts, expected)
+@dataclass(frozen=True)
+class Rebuild:
+    """`verify --reproducible`: the command that builds the tree at `root` again into {dist}."""
+
+    root: Path
+    command: str
+
+
+def verify_dist(
+    dist_dir: Path,
+    expected: Expectations,
+    wheelhouses: Sequence[Path],
+    rebuild: Rebuild | None = None,
+) -> list[str]:
+    release, others = expected.partition(list_artifacts(dist_dir))
+    problems = check_inventory(release, others, expected)
     contents: dict[Artifact, Contents] = {}
-    for artifact in (a for a in artifacts if expected.includes(a)):
+    for artifact in release:
         try:
             contents[artifact] = read_contents(artifact)
         except ReleaseError as unreadable:
@@ -71,6 +90,8 @@ def verify_dist(dist_dir: Path, expected: Expectations, wheelhouses: Sequence[Pa
     problems += check_twine([a.path for a in contents])
     if installable:
         problems += check_install(installable, wheelhouses)
+    if rebuild is not None:
+        problems += check_reproducible(rebuild.root, release, rebuild.command)
     return problems
 
 
@@ -85,10 +106,11 @@ def installable_here(wheels: Mapping[Artifact, Contents]) -> dict[Artifact, Cont
     return {wheel: wheels[wheel] for _, wheel in best.values()}
 
 
-def check_inventory(artifacts: Sequence[Artifact], expected: Expectations) -> list[str]:
+def check_inventory(
+    release: Sequence[Artifact], others: Sequence[Artifact], expected: Expectations
+) -> list[str]:
     """One sdist and at least one wheel (at most one per platform) of each distribution."""
-    problems = [_stray_artifact(a, expected) for a in artifacts if not expected.includes(a)]
-    release = [a for a in artifacts if expected.includes(a)]
+    problems = [_stray_artifact(a, expected) for a in others]
     canonical = expected.version.canonical
     for name, project in sorted(expected.distributions.items()):
         sdists = [a for a in release if a.name == name and a.kind == "sdist"]
