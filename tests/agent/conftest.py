@@ -49,7 +49,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -89,9 +89,7 @@ SERVICE_PORTS: list[dict[str, Any]] = [
 class RunnerSpec:
     flavour: str  # "new" or "upstream"
     argv: list[str]
-    cwd: Path
-    work_dir: Path
-    config_dir: Path
+    work_dir: Path  # also the runner's cwd
     in_port: int
     out_port: int
     env: dict[str, str]
@@ -102,11 +100,6 @@ class RunnerProcess:
     spec: RunnerSpec
     proc: subprocess.Popen[bytes]
     log_path: Path
-    started_at: float = field(default_factory=time.monotonic)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
 
     def log_tail(self, limit: int = 6000) -> str:
         try:
@@ -204,7 +197,7 @@ def new_runner_spec(tmp: Path, choice: RunnerChoice) -> RunnerSpec:
         "--config-dir", str(config),
         "python",
     ]  # fmt: skip
-    return RunnerSpec("new", argv, work, work, config, p_in, p_out, dict(choice.env))
+    return RunnerSpec("new", argv, work, p_in, p_out, dict(choice.env))
 
 
 def upstream_runner_spec(choice: RunnerChoice) -> RunnerSpec:
@@ -212,7 +205,7 @@ def upstream_runner_spec(choice: RunnerChoice) -> RunnerSpec:
     work.mkdir(parents=True, exist_ok=True)
     config.mkdir(parents=True, exist_ok=True)
     argv = [choice.python, "-m", "ai.backend.kernel", "python", choice.python]
-    return RunnerSpec("upstream", argv, work, work, config, 2000, 2001, dict(choice.env))
+    return RunnerSpec("upstream", argv, work, 2000, 2001, dict(choice.env))
 
 
 def _wait_port_free(port: int, timeout: float = 15.0) -> None:
@@ -236,7 +229,7 @@ def start_runner(spec: RunnerSpec, log_dir: Path) -> RunnerProcess:
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             spec.argv,
-            cwd=spec.cwd,
+            cwd=spec.work_dir,
             env=spec.env,
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -283,14 +276,11 @@ class LocalKernel(DockerKernel):
         )
 
 
-class RecordingEventProducer:
+class DiscardingEventProducer:
     """Stands in for the agent's event bus (used for model-service health events)."""
 
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-
     async def produce_event(self, event: Any, *, source: str = "agent") -> None:
-        self.events.append(event)
+        pass
 
 
 @dataclass
@@ -301,7 +291,6 @@ class RunResult:
     exit_code: int | None
     options: Mapping[str, Any] | None
     console: list[tuple[str, Any]]
-    statuses: list[str]
 
     def text(self, stream: str) -> str:
         return "".join(str(data) for kind, data in self.console if kind == stream)
@@ -328,7 +317,6 @@ def _merge(results: Sequence[NextResult]) -> RunResult:
         exit_code=last.get("exitCode"),
         options=last.get("options"),
         console=console,
-        statuses=[str(r["status"]) for r in results],
     )
 
 
@@ -338,12 +326,11 @@ class AgentSession:
     def __init__(self, loop: asyncio.AbstractEventLoop, runner: RunnerProcess) -> None:
         self.loop = loop
         self.runner = runner
-        self.events = RecordingEventProducer()
         self.kernel = self._make_kernel()
-        self.run(self.kernel.init(cast(Any, self.events)))
-        self.first_status = self.run(self._wait_ready(), timeout=START_TIMEOUT + 5)
+        self.run(self.kernel.init(cast(Any, DiscardingEventProducer())))
+        self.run(self._wait_ready(), timeout=START_TIMEOUT + 5)
 
-    async def _wait_ready(self) -> Mapping[str, Any]:
+    async def _wait_ready(self) -> None:
         """The agent's readiness probe (check_status), bounded, while watching the process.
 
         The probe goes through the agent's own sockets: a second client connected to the
@@ -355,7 +342,7 @@ class AgentSession:
             if done:
                 result = task.result()
                 assert isinstance(result, dict) and "started_at" in result, result
-                return result
+                return
             if self.runner.proc.poll() is not None:
                 break
         task.cancel()
@@ -381,10 +368,6 @@ class AgentSession:
         )
 
     @property
-    def flavour(self) -> str:
-        return self.runner.spec.flavour
-
-    @property
     def work_dir(self) -> Path:
         return self.runner.spec.work_dir
 
@@ -406,26 +389,51 @@ class AgentSession:
         return task.result()
 
     async def execute_once(
-        self, run_id: str, mode: str, text: str = "", opts: Mapping[str, Any] | None = None
+        self,
+        run_id: str,
+        mode: str,
+        text: str = "",
+        opts: Mapping[str, Any] | None = None,
+        api_version: int = API_VERSION,
     ) -> NextResult:
         return await self.kernel.execute(
             run_id,
             mode,  # type: ignore[arg-type]
             text,
             opts=opts or {},
-            api_version=API_VERSION,
+            api_version=api_version,
             flush_timeout=FLUSH_TIMEOUT,
         )
+
+    async def execute_results(
+        self,
+        run_id: str,
+        mode: str,
+        text: str = "",
+        opts: Mapping[str, Any] | None = None,
+        api_version: int = API_VERSION,
+    ) -> list[NextResult]:
+        """One API request and its `continue`s until it returns something else than
+        `continued`, as the API client does; the agent's answers as they are."""
+        results = [await self.execute_once(run_id, mode, text, opts, api_version)]
+        while results[-1]["status"] == "continued":
+            results.append(await self.execute_once(run_id, "continue", api_version=api_version))
+        return results
 
     async def execute_until_status(
         self, run_id: str, mode: str, text: str = "", opts: Mapping[str, Any] | None = None
     ) -> RunResult:
-        """One API request and its `continue`s until it returns something else than
-        `continued`, as the API client does."""
-        results = [await self.execute_once(run_id, mode, text, opts)]
-        while results[-1]["status"] == "continued":
-            results.append(await self.execute_once(run_id, "continue"))
-        return _merge(results)
+        """Like execute_results, with the answers merged."""
+        return _merge(await self.execute_results(run_id, mode, text, opts))
+
+    async def start_exec(self, run_id: str, command: str) -> asyncio.Future[RunResult]:
+        """A batch run with only an exec step, up to that step: `batch`, `continue` past the
+        clean and build steps, and the pending `continue` that waits for the exec result."""
+        opts = {"clean": "", "build": "", "exec": command}
+        steps = [await self.execute_until_status(run_id, "batch", opts=opts)]
+        steps.append(await self.execute_until_status(run_id, "continue"))
+        assert [s.status for s in steps] == ["clean-finished", "build-finished"], steps
+        return asyncio.ensure_future(self.execute_until_status(run_id, "continue"))
 
     def execute(
         self,

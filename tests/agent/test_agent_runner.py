@@ -19,17 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.agent.conftest import new_run_id
 from tests.support.processes import still_running
 
 if TYPE_CHECKING:
-    from tests.agent.conftest import AgentSession
-
-
-V1: dict[str, Any] = {"api_version": 1, "flush_timeout": 2.0}
-
-
-def new_run_id() -> str:
-    return uuid.uuid4().hex
+    from tests.agent.conftest import AgentSession, RunResult
 
 
 def processes_matching(needle: str) -> list[int]:
@@ -46,6 +40,11 @@ def processes_matching(needle: str) -> list[int]:
         if needle.encode() in cmdline:
             found.append(int(entry))
     return found
+
+
+def unique_sleep(seconds: int) -> str:
+    """A `sleep` command line that no other process has, to find it in /proc."""
+    return f"sleep {seconds + (uuid.uuid4().int % 1000) / 1000:.3f}"
 
 
 async def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
@@ -144,15 +143,10 @@ def test_query_print(agent: AgentSession) -> None:
 def test_query_through_api_v1_aggregation(agent: AgentSession) -> None:
     """Old API clients get separate stdout/stderr/media fields from the same records."""
     code = "import sys; print('out'); print('err', file=sys.stderr)"
-    run_id = new_run_id()
-
-    async def run_v1() -> list[Any]:
-        results = [await agent.kernel.execute(run_id, "query", code, opts={}, **V1)]
-        while results[-1]["status"] == "continued":
-            results.append(await agent.kernel.execute(run_id, "continue", "", opts={}, **V1))
-        return results
-
-    results = agent.run(run_v1())
+    # Any: the v1 fields are optional in the agent's NextResult, and must all be there.
+    results: list[Any] = agent.run(
+        agent.execute_results(new_run_id(), "query", code, api_version=1)
+    )
     assert results[-1]["status"] == "finished"
     assert "".join(r["stdout"] for r in results) == "out\n"
     assert "".join(r["stderr"] for r in results) == "err\n"
@@ -237,7 +231,7 @@ def test_interrupt_query(agent: AgentSession, tmp_path: Path) -> None:
     started = tmp_path / "started"
     code = f"import time\nopen({str(started)!r}, 'w').close()\ntime.sleep(60)"
 
-    async def scenario() -> Any:
+    async def scenario() -> tuple[RunResult, float]:
         task = asyncio.ensure_future(agent.execute_until_status(new_run_id(), "query", code))
         await wait_until(started.exists, "the snippet starting")
         assert not task.done(), "sleep(60) finished early"
@@ -318,14 +312,8 @@ def test_batch_large_utf8_output(agent: AgentSession) -> None:
 
 def test_batch_stdin_input_round_trip(agent: AgentSession) -> None:
     """Any program that reads its stdin gets a waiting-input and the next `input`."""
-    run_id = new_run_id()
-    first = agent.execute(
-        run_id, "batch", opts={"clean": "", "build": "", "exec": 'read line; echo "got:$line"'}
-    )
-    steps = [first]
-    while steps[-1].status in ("clean-finished", "build-finished"):
-        steps.append(agent.execute(run_id, "continue"))
-    assert steps[-1].status == "waiting-input", [s.status for s in steps]
+    run_id, steps = agent.batch("", "", 'read line; echo "got:$line"')
+    assert [s.status for s in steps] == ["clean-finished", "build-finished", "waiting-input"]
     done = agent.execute(run_id, "input", "xyz")
     assert done.status == "finished"
     assert done.exit_code == 0
@@ -333,27 +321,23 @@ def test_batch_stdin_input_round_trip(agent: AgentSession) -> None:
 
 
 def test_interrupt_batch_kills_the_process_tree(agent: AgentSession) -> None:
-    marker = f"{61 + (uuid.uuid4().int % 1000) / 1000:.3f}"  # a unique `sleep` argument
-    run_id = new_run_id()
-    opts = {"clean": "", "build": "", "exec": f"sleep {marker}; echo unreachable"}
+    sleep = unique_sleep(61)
 
-    async def scenario() -> list[Any]:
-        steps = [await agent.execute_until_status(run_id, "batch", opts=opts)]
-        steps.append(await agent.execute_until_status(run_id, "continue"))
-        task = asyncio.ensure_future(agent.execute_until_status(run_id, "continue"))
-        await wait_until(lambda: bool(processes_matching(f"sleep {marker}")), "sleep starting")
+    async def scenario() -> RunResult:
+        task = await agent.start_exec(new_run_id(), f"{sleep}; echo unreachable")
+        await wait_until(lambda: bool(processes_matching(sleep)), "sleep starting")
         assert not task.done(), "sleep finished early"
         await agent.kernel.interrupt_kernel()
         start = time.monotonic()
-        steps.append(await task)
+        result = await task
         assert time.monotonic() - start < 15, "the interrupted batch did not finish in 15 s"
-        return steps
+        return result
 
-    steps = agent.run(scenario(), timeout=45)
-    assert [s.status for s in steps] == ["clean-finished", "build-finished", "finished"]
-    assert steps[-1].exit_code not in (None, 0)
-    assert "unreachable" not in steps[-1].stdout
-    assert still_running(processes_matching(f"sleep {marker}")) == []
+    result = agent.run(scenario(), timeout=45)
+    assert result.status == "finished"
+    assert result.exit_code not in (None, 0)
+    assert "unreachable" not in result.stdout
+    assert still_running(processes_matching(sleep)) == []
     _, again = agent.batch("", "", "echo next")
     assert again[-1].stdout == "next\n"
 
@@ -364,12 +348,12 @@ def test_executions_are_serialised(agent: AgentSession, tmp_path: Path) -> None:
     slow = f"import time\nopen({str(started)!r}, 'w').close()\ntime.sleep(1)\nprint('first')"
     finished: list[str] = []
 
-    async def execute(name: str, code: str) -> Any:
+    async def execute(name: str, code: str) -> RunResult:
         result = await agent.execute_until_status(new_run_id(), "query", code)
         finished.append(name)
         return result
 
-    async def scenario() -> tuple[Any, Any]:
+    async def scenario() -> tuple[RunResult, RunResult]:
         first = asyncio.ensure_future(execute("first", slow))
         await wait_until(started.exists, "the first snippet starting")
         # Run concurrently, this one would finish long before the first one's sleep(1).
@@ -390,15 +374,11 @@ def test_executions_are_serialised(agent: AgentSession, tmp_path: Path) -> None:
 def test_stop_signal_stops_running_children(agent: AgentSession, signo: int) -> None:
     """Docker stops the container with SIGINT (StopSignal) or SIGTERM; the runner must stop
     the user's processes (and its Jupyter kernel) before it exits."""
-    marker = f"{62 + (uuid.uuid4().int % 1000) / 1000:.3f}"
-    run_id = new_run_id()
-    opts = {"clean": "", "build": "", "exec": f"sleep {marker}"}
+    sleep = unique_sleep(62)
 
-    async def start_sleep() -> asyncio.Future[Any]:
-        await agent.execute_until_status(run_id, "batch", opts=opts)
-        await agent.execute_until_status(run_id, "continue")
-        task = asyncio.ensure_future(agent.execute_until_status(run_id, "continue"))
-        await wait_until(lambda: bool(processes_matching(f"sleep {marker}")), "sleep starting")
+    async def start_sleep() -> asyncio.Future[RunResult]:
+        task = await agent.start_exec(new_run_id(), sleep)
+        await wait_until(lambda: bool(processes_matching(sleep)), "sleep starting")
         return task
 
     execution = agent.run(start_sleep())
@@ -409,7 +389,7 @@ def test_stop_signal_stops_running_children(agent: AgentSession, signo: int) -> 
     finally:
         execution.cancel()  # the agent would wait on for a reply of the dead runner
         agent.run(asyncio.wait({execution}, timeout=5))
-    assert still_running(processes_matching(f"sleep {marker}")) == []
+    assert still_running(processes_matching(sleep)) == []
     assert still_running(tree) == [], "left behind"
 
 
