@@ -139,3 +139,13 @@ def test_refuses_a_version_already_in_the_changelog_before_testing(
     result = repo.invoke(*command, *release_args(test=FAILING))
     assert result.output == "Error: CHANGELOG.md already has a section for 24.03.4\n"
     assert repo.state() == before
+
+
+@pytest.mark.parametrize("command", [["tag"], ["cut", "rc"]])
+def test_an_empty_test_command_is_one_line(repo: Repo, command: list[str]) -> None:
+    before = repo.state()
+    result = repo.invoke(*command, *release_args(test=""))
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == "Error: a configured command is empty"
+    assert result.stdout == ""
+    assert repo.state() == before

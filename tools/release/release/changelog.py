@@ -7,7 +7,7 @@ from importlib import resources
 from pathlib import Path
 
 from release.errors import ReleaseError
-from release.proc import python_module, python_module_env, run_captured
+from release.proc import python_module, run_captured
 from release.versioning import CalVer
 
 _CONFIG = resources.files("release") / "towncrier.toml"
@@ -20,9 +20,10 @@ def build_changelog(root: Path, version: CalVer, *, draft: bool) -> str:
     """
     if not draft:
         ensure_not_folded(root / "CHANGELOG.md", version)
+    towncrier = python_module("towncrier")
     with resources.as_file(_CONFIG) as config_path:
         command = [
-            *python_module("towncrier"),
+            *towncrier.argv,
             "build",
             "--config",
             str(config_path),
@@ -32,7 +33,7 @@ def build_changelog(root: Path, version: CalVer, *, draft: bool) -> str:
             str(version),
             "--draft" if draft else "--yes",
         ]
-        return run_captured(command, root, "towncrier", env=python_module_env())
+        return run_captured(command, root, "towncrier", env=towncrier.env)
 
 
 def ensure_not_folded(changelog: Path, version: CalVer) -> None:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
-from release.proc import run_captured
+from release.proc import run_captured, run_unchecked
 
 
 class Git:
@@ -17,9 +16,7 @@ class Git:
 
     def _output_if_ok(self, *args: str) -> str | None:
         """The command's stripped output, or None when git says no (e.g. no such ref)."""
-        result = subprocess.run(
-            ["git", *args], cwd=self.root, capture_output=True, text=True, check=False
-        )
+        result = run_unchecked(["git", *args], f"git {args[0]}", cwd=self.root)
         return result.stdout.strip() if result.returncode == 0 else None
 
     def head(self) -> str:

@@ -10,7 +10,6 @@ from DIR (still --no-index) and every import must succeed.
 from __future__ import annotations
 
 import importlib.util
-import subprocess
 import tempfile
 import venv
 from collections.abc import Mapping, Sequence
@@ -18,7 +17,7 @@ from importlib import resources
 from pathlib import Path, PurePosixPath
 
 from release.artifacts import Artifact, Contents
-from release.proc import python_module, python_module_env
+from release.proc import ModuleCommand, python_module, run_unchecked
 
 
 def check_install(wheels: Mapping[Artifact, Contents], wheelhouses: Sequence[Path]) -> list[str]:
@@ -46,7 +45,7 @@ def _is_installed_source(path: str) -> bool:
     return path.endswith(".py") and not top.endswith((".dist-info", ".data"))
 
 
-def _make_venv(directory: Path) -> tuple[Path, list[str]]:
+def _make_venv(directory: Path) -> tuple[Path, ModuleCommand]:
     """The new environment's interpreter and a pip command that installs into it.
 
     Seeding pip into every new venv takes seconds; our own pip can target it (`--python`).
@@ -54,14 +53,17 @@ def _make_venv(directory: Path) -> tuple[Path, list[str]]:
     own_pip = importlib.util.find_spec("pip") is not None
     venv.EnvBuilder(with_pip=not own_pip, clear=True).create(directory)
     python = directory / "bin" / "python"
+    pip = python_module("pip")
     if own_pip:
-        return python, [*python_module("pip"), "--python", str(python)]
-    return python, [str(python), "-m", "pip"]
+        return python, pip._replace(argv=[*pip.argv, "--python", str(python)])
+    return python, pip._replace(argv=[str(python), "-m", "pip"])
 
 
-def _pip_install(pip: list[str], wheels: Sequence[Path], wheelhouses: Sequence[Path]) -> str | None:
+def _pip_install(
+    pip: ModuleCommand, wheels: Sequence[Path], wheelhouses: Sequence[Path]
+) -> str | None:
     command = [
-        *pip,
+        *pip.argv,
         "install",
         "--quiet",
         "--no-index",
@@ -72,13 +74,7 @@ def _pip_install(pip: list[str], wheels: Sequence[Path], wheelhouses: Sequence[P
         command += [f"--find-links={path}" for path in wheelhouses]
     else:
         command.append("--no-deps")
-    result = subprocess.run(
-        [*command, *map(str, wheels)],
-        capture_output=True,
-        text=True,
-        env=python_module_env(),
-        check=False,
-    )
+    result = run_unchecked([*command, *map(str, wheels)], "pip install", env=pip.env)
     if result.returncode == 0:
         return None
     errors = [line.strip() for line in result.stderr.splitlines() if line.strip()]
@@ -98,7 +94,7 @@ def _probe_imports(
             ",".join(first_party),
             *modules,
         ]
-        result = subprocess.run(command, capture_output=True, text=True, cwd=cwd, check=False)
+        result = run_unchecked(command, "the import check", cwd=Path(cwd))
     problems = [f"import {line}" for line in result.stdout.splitlines() if line.strip()]
     if result.returncode != 0 and not problems:
         problems.append(f"the import check crashed: {result.stderr.strip()[-200:]}")

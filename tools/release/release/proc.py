@@ -8,20 +8,35 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from release.errors import ReleaseError
+
+
+def run_unchecked(
+    command: Sequence[str],
+    what: str,
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Runs a command and returns its exit status and output, whatever the status.
+
+    Only a command that cannot be started at all is an error (one line naming `what`).
+    """
+    try:
+        return subprocess.run(
+            list(command), cwd=cwd, env=env, capture_output=True, text=True, check=False
+        )
+    except OSError as error:
+        raise ReleaseError(f"{what}: cannot run {command[0]}: {error.strerror}") from None
 
 
 def run_captured(
     command: Sequence[str], cwd: Path, what: str, env: Mapping[str, str] | None = None
 ) -> str:
     """Runs a command for its output; a failure becomes one line naming `what` failed and why."""
-    try:
-        result = subprocess.run(
-            list(command), cwd=cwd, env=env, capture_output=True, text=True, check=False
-        )
-    except OSError as error:
-        raise ReleaseError(f"{what}: cannot run {command[0]}: {error.strerror}") from None
+    result = run_unchecked(command, what, cwd=cwd, env=env)
     if result.returncode != 0:
         raise ReleaseError(f"{what} failed (exit {result.returncode}): {_last_line(result)}")
     return result.stdout
@@ -45,8 +60,16 @@ def _last_line(result: subprocess.CompletedProcess[str]) -> str:
     return next((line for line in reversed(lines) if line), "no output")
 
 
-def python_module(module: str) -> list[str]:
-    return [sys.executable, "-m", module]
+class ModuleCommand(NamedTuple):
+    """`python -m <module>` and the environment it must run in."""
+
+    argv: list[str]
+    env: dict[str, str]
+
+
+def python_module(module: str) -> ModuleCommand:
+    """How to run one of this tool's dependencies (towncrier, twine, pip) as a program."""
+    return ModuleCommand([sys.executable, "-m", module], python_module_env())
 
 
 def python_module_env() -> dict[str, str]:
@@ -59,9 +82,14 @@ def python_module_env() -> dict[str, str]:
     return env
 
 
-def expand_command(template: str, dist_dir: str) -> list[str]:
-    """Splits a configured command line and fills in `{dist}`, the output directory."""
-    words = shlex.split(template)
+def expand_command(template: str, dist_dir: str | None = None) -> list[str]:
+    """Splits a configured command line and fills in `{dist}`, the output directory, if given."""
+    try:
+        words = shlex.split(template)
+    except ValueError as error:
+        raise ReleaseError(f"cannot split the command {template!r}: {error}") from None
     if not words:
         raise ReleaseError("a configured command is empty")
+    if dist_dir is None:
+        return words
     return [word.replace("{dist}", dist_dir) for word in words]

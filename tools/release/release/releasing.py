@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -13,7 +12,7 @@ from release.builds import package
 from release.changelog import build_changelog, ensure_not_folded
 from release.errors import ReleaseError
 from release.gitrepo import Git
-from release.proc import run_streamed
+from release.proc import expand_command, run_streamed
 from release.verify import Expectations, verify_dist
 from release.versioning import CalVer, bump, read_version_file, write_version_file
 from release.workspace import Workspace
@@ -108,8 +107,9 @@ def _test_package_verify(
     """The whole suite, not only what changed: a release commit touches no source."""
     root = workspace.root
     expected = Expectations.build(version, workspace.distributions(), workspace.requires_python())
+    test_command = expand_command(settings.test_command)
     log(f"==> {settings.test_command}")
-    run_streamed(shlex.split(settings.test_command), root, "the tests")
+    run_streamed(test_command, root, "the tests")
     dist_dir = _fresh_dist_dir(root, version)
     log(f"==> packaging into {dist_dir.relative_to(root)}")
     package(root, settings.package_command, dist_dir, "packaging")

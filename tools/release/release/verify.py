@@ -6,7 +6,6 @@ Each check returns problem lines, one per problem, worded for the release manage
 from __future__ import annotations
 
 import re
-import subprocess
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from release.artifacts import Artifact, Contents, list_artifacts, read_contents,
 from release.builds import check_reproducible
 from release.errors import ReleaseError
 from release.installcheck import check_install
-from release.proc import python_module, python_module_env
+from release.proc import python_module, run_unchecked
 from release.versioning import CalVer
 
 FIRST_PARTY_PREFIX = "backend-ai-"
@@ -272,9 +271,10 @@ def check_overlapping_files(wheels: Mapping[Artifact, Contents]) -> list[str]:
 def check_twine(paths: Sequence[Path]) -> list[str]:
     if not paths:
         return []
-    command = [*python_module("twine"), "--no-color", "check", *(str(p) for p in paths)]
-    env = {**python_module_env(), "COLUMNS": "1000"}  # one message per line
-    result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    twine = python_module("twine")
+    command = [*twine.argv, "--no-color", "check", *(str(p) for p in paths)]
+    env = {**twine.env, "COLUMNS": "1000"}  # one message per line
+    result = run_unchecked(command, "twine check", env=env)
     if result.returncode == 0:
         return []
     failures = _twine_failures(result.stdout + result.stderr)
