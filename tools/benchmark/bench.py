@@ -33,7 +33,6 @@ import json
 import os
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,6 +41,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import median
 from typing import IO, Any
 
 import zmq
@@ -71,10 +71,6 @@ class BenchError(Exception):
 # --------------------------------------------------------------------------------------
 # Statistics and /proc helpers
 # --------------------------------------------------------------------------------------
-
-
-def median_of(samples: Sequence[float]) -> float:
-    return statistics.median(samples)
 
 
 def timed(action: Callable[[], object]) -> float:
@@ -190,11 +186,10 @@ class AgentClient:
                 return record[1]
         raise BenchError(f"no {wanted} record within {timeout:.0f} s")
 
-    def drain(self, quiet: float = 0.2) -> int:
-        count = 0
+    def drain(self, quiet: float = 0.2) -> None:
+        """Discard records until none arrives for ``quiet`` seconds."""
         while self.recv(quiet) is not None:
-            count += 1
-        return count
+            pass
 
     def close(self) -> None:
         self.push.close()
@@ -234,7 +229,6 @@ def batch_round_trip(client: AgentClient, exec_cmd: str = "true") -> None:
 @dataclass
 class StreamResult:
     raw_bytes: int = 0
-    chars: int = 0
     replaced: int = 0
     seconds: float = 0.0
 
@@ -254,7 +248,6 @@ def receive_stream(client: AgentClient, result: StreamResult) -> bytes:
         if kind == Record.STDOUT:
             text = decoders[kind].decode(payload)
             result.raw_bytes += len(payload)
-            result.chars += len(text)
             result.replaced += text.count("\ufffd")
         elif kind == Record.STDERR:
             decoders[kind].decode(payload)
@@ -321,7 +314,11 @@ class RunnerCommand:
     env: dict[str, str]
     in_port: int
     out_port: int
-    fixed_ports: bool = False
+
+    @property
+    def fixed_ports(self) -> bool:
+        """Upstream binds 2000/2001, whatever we ask for."""
+        return self.label == "upstream"
 
 
 @dataclass
@@ -415,6 +412,10 @@ class RunnerResults:
     paired_jupyter_rtt: float | None = None  # bare jupyter_client, interleaved with queries
     errors: list[str] = field(default_factory=list)
 
+    @property
+    def first_status_median(self) -> float | None:
+        return median(self.first_status) if self.first_status else None
+
 
 def warm_up(runner: RunningRunner) -> None:
     """The first query may wait for the Jupyter kernel; then a few of each kind."""
@@ -452,20 +453,20 @@ def measure_round_trips(
     client, iterations = runner.client, cfg.iterations
 
     def status() -> None:
-        results.status_rtt = median_of(repeat(lambda: status_round_trip(client), iterations))
+        results.status_rtt = median(repeat(lambda: status_round_trip(client), iterations))
 
     def queries(count: int) -> list[float]:
         return repeat(lambda: query_round_trip(client), count)
 
     def query() -> None:
         if paired is None:
-            results.query_rtt = median_of(queries(iterations))
+            results.query_rtt = median(queries(iterations))
             return
         mine, theirs = interleaved(queries, paired.samples, iterations)
-        results.query_rtt, results.paired_jupyter_rtt = median_of(mine), median_of(theirs)
+        results.query_rtt, results.paired_jupyter_rtt = median(mine), median(theirs)
 
     def batch() -> None:
-        results.batch_rtt = median_of(repeat(lambda: batch_round_trip(client), iterations))
+        results.batch_rtt = median(repeat(lambda: batch_round_trip(client), iterations))
 
     attempt(results, "status", status)
     attempt(results, "query", query)
@@ -596,7 +597,7 @@ def upstream_command(python: Path) -> RunnerCommand:
     argv = [str(python), "-m", "ai.backend.kernel", "python", str(python)]
     env = {k: v for k, v in runner_env().items() if k != "PYTHONPATH"}
     in_port, out_port = UPSTREAM_PORTS
-    return RunnerCommand("upstream", argv, UPSTREAM_DIRS[0], env, in_port, out_port, True)
+    return RunnerCommand("upstream", argv, UPSTREAM_DIRS[0], env, in_port, out_port)
 
 
 def upstream_venv_ok(python: Path) -> bool:
@@ -749,7 +750,7 @@ class Baselines:
 
 
 def spawn_baseline(iterations: int) -> float:
-    return median_of(repeat(lambda: subprocess.run(["sh", "-c", "true"]), iterations))
+    return median(repeat(lambda: subprocess.run(["sh", "-c", "true"]), iterations))
 
 
 def pipe_once() -> float:
@@ -767,7 +768,7 @@ def pipe_once() -> float:
 
 
 def pipe_baseline(runs: int) -> float:
-    return median_of([pipe_once() for _ in range(runs)])
+    return median([pipe_once() for _ in range(runs)])
 
 
 def measure_baselines(cfg: Config, paired_jupyter: float | None) -> Baselines:
@@ -812,16 +813,8 @@ def ratio(new: float | None, upstream: float | None) -> str:
     return f"{new / upstream:.2f}"
 
 
-def mb(value: int | None) -> float | None:
-    return None if value is None else float(value)
-
-
 def throughput(result: StreamResult | None) -> float | None:
     return None if result is None else result.raw_bytes / result.seconds
-
-
-def first(samples: list[float]) -> float | None:
-    return median_of(samples) if samples else None
 
 
 def query_aim(base: Baselines) -> str:
@@ -831,19 +824,19 @@ def query_aim(base: Baselines) -> str:
 
 
 def build_rows(up: RunnerResults, new: RunnerResults, base: Baselines) -> list[Row]:
-    rss_aim = f"< upstream ({fmt(mb(up.rss_idle), 'MB')})" if up.rss_idle else "< upstream"
+    rss_aim = f"< upstream ({fmt(up.rss_idle, 'MB')})" if up.rss_idle else "< upstream"
     return [
         Row("status round trip (median)", up.status_rtt, new.status_rtt, "ms"),
         Row("query `pass` round trip (median)", up.query_rtt, new.query_rtt, "ms", query_aim(base)),
         Row("batch exec `true` round trip (median)", up.batch_rtt, new.batch_rtt, "ms", "<= 5 ms"),
         Row("stdout 64 MiB via agent decoding", throughput(up.stream), throughput(new.stream),
             "MB/s", ">= 150 MB/s"),
-        Row("process start -> first status (median)", first(up.first_status),
-            first(new.first_status), "s", "<= 0.3 s"),
-        Row("idle RSS, runner process", mb(up.rss_idle), mb(new.rss_idle), "MB", rss_aim),
-        Row("idle RSS, runner + children", mb(up.rss_idle_tree), mb(new.rss_idle_tree), "MB"),
-        Row("RSS, runner, after 64 MiB stream", mb(up.rss_after_stream),
-            mb(new.rss_after_stream), "MB"),
+        Row("process start -> first status (median)", up.first_status_median,
+            new.first_status_median, "s", "<= 0.3 s"),
+        Row("idle RSS, runner process", up.rss_idle, new.rss_idle, "MB", rss_aim),
+        Row("idle RSS, runner + children", up.rss_idle_tree, new.rss_idle_tree, "MB"),
+        Row("RSS, runner, after 64 MiB stream", up.rss_after_stream,
+            new.rss_after_stream, "MB"),
     ]  # fmt: skip
 
 
