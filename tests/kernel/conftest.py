@@ -137,8 +137,9 @@ class RunningKernel:
     agent: FakeAgent
     process: subprocess.Popen[bytes]
     work_dir: Path
-    config_dir: Path
     private_tmp: Path
+    in_port: int  # the runner's ops port (the agent's PUSH connects here)
+    out_port: int  # the runner's records port
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.process.poll() is None:
@@ -179,16 +180,18 @@ class KernelLauncher:
         *extra: str,
         env: dict[str, str] | None = None,
         ports: bool = True,
-        name: str = "k",
         files: dict[str, str] | None = None,
     ) -> RunningKernel:
-        """Start a runner; ``files`` maps paths relative to its dirs ("work/x") to contents."""
-        base = self.root / name
+        """Start a runner; ``files`` maps paths relative to its dirs ("work/x") to contents,
+        written before it starts."""
+        base = self.root / f"k{len(self.started)}"
         work_dir, config_dir = base / "work", base / "config"
         work_dir.mkdir(parents=True)
         config_dir.mkdir()
         for relative, content in (files or {}).items():
-            (base / relative).write_text(content)
+            path = base / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content)
         # Short, so that Unix socket paths in the runner's private dir fit in sun_path.
         private_tmp = Path(tempfile.mkdtemp(prefix="bai-test-"))
         process_env = hermetic_env(base, private_tmp)
@@ -206,7 +209,7 @@ class KernelLauncher:
         # A session of its own, so that stop_all() can kill what is left of the runner's group.
         process = subprocess.Popen(argv, env=process_env, cwd=work_dir, start_new_session=True)
         kernel = RunningKernel(
-            FakeAgent(in_port, out_port), process, work_dir, config_dir, private_tmp
+            FakeAgent(in_port, out_port), process, work_dir, private_tmp, in_port, out_port
         )
         kernel.agent.runner_alive = lambda: process.poll() is None
         self.started.append(kernel)

@@ -9,10 +9,8 @@ from typing import Any
 
 
 def _client(kernel: Any, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    agent_ports = [kernel.process.args[i + 1] for i, a in enumerate(kernel.process.args)
-                   if a in ("--repl-in-port", "--repl-out-port")]  # fmt: skip
     argv = [sys.executable, "-m", "ai.backend.kernel.client"]
-    argv += ["--in-port", agent_ports[0], "--out-port", agent_ports[1], *args]
+    argv += ["--in-port", str(kernel.in_port), "--out-port", str(kernel.out_port), *args]
     return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=60)
 
 

@@ -180,8 +180,8 @@ def test_stop_signal_stops_children(
 
 def test_two_runners_do_not_collide(start_kernel: StartKernel, tmp_path: Path) -> None:
     shared_socket = tmp_path / "shared.sock"
-    first = start_kernel("git", "--input-socket", str(shared_socket), name="a")
-    second = start_kernel("git", "--input-socket", str(shared_socket), name="b")
+    first = start_kernel("git", "--input-socket", str(shared_socket))
+    second = start_kernel("git", "--input-socket", str(shared_socket))
     first.agent.status()
     second.agent.status()
     paths = {

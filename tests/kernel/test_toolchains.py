@@ -114,11 +114,8 @@ def test_query_runs_privately(start_kernel: StartKernel, case: Case) -> None:
 
 @pytest.mark.parametrize("case", [_param(c) for c in CASES if c.files])
 def test_batch_heuristics(start_kernel: StartKernel, case: Case) -> None:
-    kernel = start_kernel(case.runtime, files={})
-    for name, content in case.files.items():
-        path = kernel.work_dir / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content)
+    files = {f"work/{name}": content for name, content in case.files.items()}
+    kernel = start_kernel(case.runtime, files=files)
     result = kernel.agent.batch(clean="*", build=case.build, exec="*")
     assert result.exit_code(Record.BUILD_FINISHED) == 0, result.stderr
     # Compilers may report progress on stdout (ghc does): compare the exec step's output only.
