@@ -18,9 +18,9 @@ from release.builds import resolve_side
 from release.changelog import build_changelog
 from release.diffing import diff_report
 from release.errors import ReleaseError
-from release.releasing import ReleaseSettings, cut_release, release_dist_dir, tag_release
+from release.releasing import ReleaseSettings, release_dist_dir, tag_release
 from release.verify import Expectations, Rebuild, verify_dist
-from release.versioning import KINDS, CalVer, bump_to, read_version_file, write_version_file
+from release.versioning import KINDS, bump_to, read_version_file, write_version_file
 from release.versioning import bump as bump_version
 from release.workspace import Workspace, find_root
 
@@ -99,6 +99,22 @@ def changelog(options: Options, draft: bool) -> None:
     )
 
 
+_package_cmd_option = click.option(
+    "--package-cmd",
+    envvar="RELEASE_PACKAGE_CMD",
+    default=DEFAULT_PACKAGE_COMMAND,
+    show_default=True,
+    help="Command that builds every distribution into {dist}.",
+)
+_wheelhouse_option = click.option(
+    "--wheelhouse",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Directory of third-party wheels for the install check (repeatable): install with"
+    " dependencies, import strictly.",
+)
+
+
 def _release_options[F: Callable[..., Any]](command: F) -> F:
     decorators = [
         click.option(
@@ -108,28 +124,13 @@ def _release_options[F: Callable[..., Any]](command: F) -> F:
             show_default=True,
             help="Command that runs every test.",
         ),
-        click.option(
-            "--package-cmd",
-            envvar="RELEASE_PACKAGE_CMD",
-            default=DEFAULT_PACKAGE_COMMAND,
-            show_default=True,
-            help="Command that builds every distribution into {dist}.",
-        ),
+        _package_cmd_option,
         click.option("--no-fetch", is_flag=True, help="Compare with the upstream as last fetched."),
-        click.option(
-            "--wheelhouse",
-            multiple=True,
-            type=_directory(),
-            help="Directory of third-party wheels for the install check (repeatable).",
-        ),
+        _wheelhouse_option,
     ]
     for decorator in reversed(decorators):
         command = decorator(command)
     return command
-
-
-def _directory() -> click.Path:
-    return click.Path(exists=True, file_okay=False, path_type=Path)
 
 
 def _settings(
@@ -138,7 +139,9 @@ def _settings(
     return ReleaseSettings(test_cmd, package_cmd, fetch=not no_fetch, wheelhouses=wheelhouse)
 
 
-def _report_release(workspace: Workspace, version: CalVer) -> None:
+def _release(options: Options, kind: str | None, settings: ReleaseSettings) -> None:
+    workspace = options.workspace()
+    version = tag_release(workspace, settings, _log, kind)
     artifacts = release_dist_dir(workspace.root, version).relative_to(workspace.root)
     click.echo(f"released {version}; artifacts in {artifacts}; push with `git push --follow-tags`")
 
@@ -154,9 +157,7 @@ def tag(
     options: Options, test_cmd: str, package_cmd: str, no_fetch: bool, wheelhouse: tuple[Path, ...]
 ) -> None:
     """Test, package, verify, fold the changelog, commit `release: VERSION` and tag VERSION."""
-    settings = _settings(test_cmd, package_cmd, no_fetch, wheelhouse)
-    workspace = options.workspace()
-    _report_release(workspace, tag_release(workspace, settings, _log))
+    _release(options, None, _settings(test_cmd, package_cmd, no_fetch, wheelhouse))
 
 
 @cli.command()
@@ -172,20 +173,13 @@ def cut(
     wheelhouse: tuple[Path, ...],
 ) -> None:
     """`bump KIND` then `tag`; on any failure the tree is left as it was."""
-    settings = _settings(test_cmd, package_cmd, no_fetch, wheelhouse)
-    workspace = options.workspace()
-    _report_release(workspace, cut_release(workspace, kind, settings, _log))
+    _release(options, kind, _settings(test_cmd, package_cmd, no_fetch, wheelhouse))
 
 
 @cli.command()
 @click.argument("dist_dir", required=False, type=click.Path(path_type=Path))
 @click.option("--reproducible", is_flag=True, help="Also rebuild and compare digests.")
-@click.option(
-    "--wheelhouse",
-    multiple=True,
-    type=_directory(),
-    help="Directory of third-party wheels: install with dependencies, import strictly.",
-)
+@_wheelhouse_option
 @click.option(
     "--rebuild-cmd",
     envvar="RELEASE_REBUILD_CMD",
@@ -220,13 +214,7 @@ def verify(
 @cli.command()
 @click.argument("old")
 @click.argument("new")
-@click.option(
-    "--package-cmd",
-    envvar="RELEASE_PACKAGE_CMD",
-    default=DEFAULT_PACKAGE_COMMAND,
-    show_default=True,
-    help="Command that builds a tag's distributions into {dist}.",
-)
+@_package_cmd_option
 @click.pass_obj
 def diff(options: Options, old: str, new: str, package_cmd: str) -> None:
     """Report what changed from OLD to NEW: artifact files, dist directories or git tags."""

@@ -28,25 +28,21 @@ class ReleaseSettings:
     wheelhouses: Sequence[Path] = ()
 
 
-def tag_release(workspace: Workspace, settings: ReleaseSettings, log: Log) -> CalVer:
-    """Releases the version VERSION already holds (committed)."""
-    version = read_version_file(workspace.version_file)
-    git = Git(workspace.root)
-    ensure_ready(git, version, fetch=settings.fetch)
-    with rolled_back_on_failure(git, version):
-        _release(workspace, git, version, settings, log)
-    return version
+def tag_release(
+    workspace: Workspace, settings: ReleaseSettings, log: Log, kind: str | None = None
+) -> CalVer:
+    """Releases the version VERSION holds (committed), or with `kind` its next one (`cut`).
 
-
-def cut_release(workspace: Workspace, kind: str, settings: ReleaseSettings, log: Log) -> CalVer:
-    """`bump KIND` then `tag`; on any failure the branch, index, files and tags are as before."""
+    On any failure the branch, index, files and tags are as before.
+    """
     current = read_version_file(workspace.version_file)
-    version = bump(current, kind)
+    version = current if kind is None else bump(current, kind)
     git = Git(workspace.root)
     ensure_ready(git, version, fetch=settings.fetch)
     with rolled_back_on_failure(git, version):
-        write_version_file(workspace.version_file, version)
-        log(f"VERSION: {current} -> {version}")
+        if kind is not None:
+            write_version_file(workspace.version_file, version)
+            log(f"VERSION: {current} -> {version}")
         _release(workspace, git, version, settings, log)
     return version
 
