@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shlex
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from release.cli import cli
+from release.proc import python_module_env
 from tests.release import distfactory
 
 # Imported, not only named, so that Pants ships it to the sandbox with every test.
@@ -88,7 +88,7 @@ def hermetic_environment(
         monkeypatch.setenv(f"GIT_{role}_EMAIL", "tester@example.invalid")
     monkeypatch.setenv("PIP_NO_INDEX", "1")
     # Stand-in package commands run as `python distfactory.py` and need this environment's packages.
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(entry for entry in sys.path if entry))
+    monkeypatch.setenv("PYTHONPATH", python_module_env()["PYTHONPATH"])
     for name in (
         "RELEASE_DISTRIBUTIONS",
         "RELEASE_TEST_CMD",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from release.artifacts import parse_artifact, read_contents
+from release.artifacts import list_artifacts, parse_artifact, read_contents
 from release.verify import Expectations, check_inventory, check_krunner_archives
 from release.versioning import CalVer
 from tests.release.conftest import DISTRIBUTIONS, Repo, package_command, python_command
@@ -96,7 +96,7 @@ def test_metadata_version_and_sdist_name(tmp_path: Path) -> None:
     write_release(tmp_path, VERSION, DISTRIBUTIONS)
     sdist = tmp_path / "backend_ai_kernel-24.3.4rc1.tar.gz"
     sdist.rename(tmp_path / "backend.ai-kernel-24.3.4rc1.tar.gz")
-    artifacts = [a for p in sorted(tmp_path.iterdir()) if (a := parse_artifact(p))]
+    artifacts = list_artifacts(tmp_path)
     release, others = EXPECTED.partition(artifacts)
     assert check_inventory(release, others, EXPECTED) == [
         "backend.ai-kernel-24.3.4rc1.tar.gz: not the PEP 625 sdist name"
@@ -111,7 +111,7 @@ def test_foreign_and_duplicate_wheels(tmp_path: Path) -> None:
         tmp_path / "backend_ai_kernel-24.3.4rc1-py3-none-any.whl",
         tmp_path / "backend.ai_kernel-24.3.4rc1-py3-none-any.whl",
     )
-    artifacts = [a for p in sorted(tmp_path.iterdir()) if (a := parse_artifact(p))]
+    artifacts = list_artifacts(tmp_path)
     release, others = EXPECTED.partition(artifacts)
     assert check_inventory(release, others, EXPECTED) == [
         "backend_ai_agent-24.3.4rc1-py3-none-any.whl: not a workspace distribution (expected one"

@@ -88,19 +88,21 @@ class Contents:
 
     def metadata_path(self, kind: Kind) -> str | None:
         """The core metadata file: `<dir>/PKG-INFO` (sdist) or `*.dist-info/METADATA` (wheel)."""
-        for path in sorted(self.data):
-            top, _, rest = path.partition("/")
-            if kind == "sdist" and rest == "PKG-INFO":
-                return path
-            if kind == "wheel" and rest == "METADATA" and top.endswith(".dist-info"):
-                return path
-        return None
+        if kind == "sdist":
+            return self._top_dir_file("PKG-INFO")
+        return self._top_dir_file("METADATA", ".dist-info")
 
     def wheel_file(self) -> Message | None:
-        path = next(
-            (p for p in self.data if p.count("/") == 1 and p.endswith(".dist-info/WHEEL")), None
-        )
+        path = self._top_dir_file("WHEEL", ".dist-info")
         return None if path is None else parse_metadata(self.data[path])
+
+    def _top_dir_file(self, name: str, dir_suffix: str = "") -> str | None:
+        """`<dir>/<name>`, for the first top-level directory whose name ends in `dir_suffix`."""
+        for path in sorted(self.data):
+            top, _, rest = path.partition("/")
+            if rest == name and top.endswith(dir_suffix):
+                return path
+        return None
 
 
 def read_contents(artifact: Artifact) -> Contents:

@@ -14,9 +14,8 @@ from typing import Any
 
 import click
 
-from release.builds import resolve_side
 from release.changelog import build_changelog
-from release.diffing import diff_report
+from release.diffing import diff_report, resolve_side
 from release.errors import ReleaseError
 from release.releasing import ReleaseSettings, release_dist_dir, tag_release
 from release.verify import Expectations, Rebuild, verify_dist

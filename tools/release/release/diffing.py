@@ -7,16 +7,28 @@ same substitution on contents decides whether a distribution's differences are "
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.message import Message
+from pathlib import Path
 
 from packaging.utils import NormalizedName
 
-from release.artifacts import Artifact, Contents, Member, read_contents, read_metadata
+from release.artifacts import (
+    Artifact,
+    Contents,
+    Member,
+    list_artifacts,
+    parse_artifact,
+    read_contents,
+    read_metadata,
+)
+from release.builds import build_ref
+from release.errors import ReleaseError
 from release.fileio import sha256_file
 from release.versioning import written_forms
 
@@ -31,6 +43,24 @@ class Side:
 
     label: str
     artifacts: Sequence[Artifact]
+
+
+def resolve_side(
+    spec: str, role: str, root: Path, template: str, stack: contextlib.ExitStack
+) -> Side:
+    """OLD or NEW of `diff`: an artifact file, a dist directory, or a git ref (built)."""
+    path = Path(spec)
+    if path.is_file():
+        artifact = parse_artifact(path)
+        if artifact is None:
+            raise ReleaseError(f"{role} {spec} is neither an sdist (.tar.gz) nor a wheel (.whl)")
+        return Side(spec, [artifact])
+    if path.is_dir():
+        artifacts = list_artifacts(path)
+        if not artifacts:
+            raise ReleaseError(f"{role} {spec} holds no sdists or wheels")
+        return Side(spec, artifacts)
+    return Side(spec, build_ref(spec, role, root, template, stack))
 
 
 class Substitution:

@@ -6,6 +6,7 @@ Each check returns problem lines, one per problem, worded for the release manage
 from __future__ import annotations
 
 import re
+import tempfile
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,8 +19,9 @@ from packaging.tags import sys_tags
 from packaging.utils import NormalizedName, canonicalize_name
 
 from release.artifacts import Artifact, Contents, list_artifacts, read_contents, read_metadata
-from release.builds import check_reproducible
+from release.builds import package
 from release.errors import ReleaseError
+from release.fileio import sha256_file
 from release.installcheck import check_install
 from release.proc import python_module, run_unchecked
 from release.versioning import CalVer
@@ -118,9 +120,8 @@ def check_inventory(
         problems += _check_wheel_count(
             project, [a for a in release if a.name == name and a.kind == "wheel"], canonical
         )
-        problems += [
-            _check_sdist_name(a, canonical) for a in sdists if not _has_pep625_name(a, canonical)
-        ]
+        for sdist in sdists:
+            problems += _check_sdist_name(sdist, canonical)
     return problems
 
 
@@ -145,13 +146,11 @@ def _check_wheel_count(project: str, wheels: Sequence[Artifact], canonical: str)
     ]
 
 
-def _has_pep625_name(sdist: Artifact, canonical: str) -> bool:
-    return sdist.path.name == f"{sdist.name.replace('-', '_')}-{canonical}.tar.gz"
-
-
-def _check_sdist_name(sdist: Artifact, canonical: str) -> str:
+def _check_sdist_name(sdist: Artifact, canonical: str) -> list[str]:
     wanted = f"{sdist.name.replace('-', '_')}-{canonical}.tar.gz"
-    return f"{sdist.path.name}: not the PEP 625 sdist name {wanted}"
+    if sdist.path.name == wanted:
+        return []
+    return [f"{sdist.path.name}: not the PEP 625 sdist name {wanted}"]
 
 
 def check_artifact(artifact: Artifact, contents: Contents, expected: Expectations) -> list[str]:
@@ -295,3 +294,23 @@ def _twine_failures(output: str) -> list[str]:
         elif in_failed_file and line:
             failures[-1] += " " + line.removeprefix("ERROR").strip()
     return failures
+
+
+def check_reproducible(root: Path, release: list[Artifact], template: str) -> list[str]:
+    """Rebuilds the tree and compares digests with the given artifacts, one line per mismatch."""
+    (root / "dist").mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".rebuild-", dir=root / "dist") as scratch:
+        rebuilt = {a.path.name: a for a in package(root, template, Path(scratch), "the rebuild")}
+        return [problem for artifact in release if (problem := _compare(artifact, rebuilt))]
+
+
+def _compare(artifact: Artifact, rebuilt: dict[str, Artifact]) -> str | None:
+    twin = rebuilt.get(artifact.path.name)
+    if twin is None:
+        return f"{artifact.path.name}: the rebuild produced no file of this name"
+    before, after = sha256_file(artifact.path), sha256_file(twin.path)
+    if before != after:
+        return (
+            f"{artifact.path.name}: not reproducible: sha256 {before} != {after} after rebuilding"
+        )
+    return None
