@@ -34,8 +34,11 @@ Readiness is the agent's own probe (``check_status``) over the agent's sockets: 
 client on the runner's PUSH socket would receive some of the agent's records round-robin.
 
 Tests are plain functions: the ``agent`` fixture runs coroutines on one event loop for the
-whole session (the agent's zmq context and sockets must stay on one loop). Each test gets a
-fresh runner process, stopped afterwards (SIGTERM, then SIGKILL to what is left).
+whole session (the agent's zmq context and sockets must stay on one loop). By default a test's
+``agent`` drives a fresh runner process, stopped afterwards (SIGTERM, then SIGKILL to what is
+left). Tests that leave the runner as they found it (status, completion, service apps,
+queries and batch runs that finish) are marked ``shared_runner`` and share one runner per
+module, replaced after a test that fails or kills it.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ import sys
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -497,29 +500,98 @@ def runner_choice(tmp_path_factory: pytest.TempPathFactory) -> RunnerChoice:
     return choice
 
 
-@pytest.fixture
-def runner_spec(runner_choice: RunnerChoice, tmp_path: Path) -> RunnerSpec:
-    if runner_choice.flavour == "upstream":
-        return upstream_runner_spec(runner_choice)
-    return new_runner_spec(tmp_path, runner_choice)
+def runner_spec_for(choice: RunnerChoice, tmp: Path) -> RunnerSpec:
+    if choice.flavour == "upstream":
+        return upstream_runner_spec(choice)
+    return new_runner_spec(tmp, choice)
 
 
-@pytest.fixture
-def runner(runner_spec: RunnerSpec, tmp_path: Path) -> Iterator[RunnerProcess]:
-    proc = start_runner(runner_spec, tmp_path)
+class SharedRunner:
+    """One runner and agent session for the tests that leave it as they found it, started
+    on first use and again after stop()."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, choice: RunnerChoice, base: Path
+    ) -> None:
+        self.loop = loop
+        self.choice = choice
+        self.base = base
+        self.session: AgentSession | None = None
+        self.starts = 0
+
+    def get(self) -> AgentSession:
+        if self.session is None:
+            tmp = self.base / f"shared-{self.starts}"
+            tmp.mkdir()
+            self.starts += 1
+            proc = start_runner(runner_spec_for(self.choice, tmp), tmp)
+            try:
+                self.session = AgentSession(self.loop, proc)
+            except BaseException:
+                proc.stop()
+                raise
+        return self.session
+
+    def stop(self) -> None:
+        session, self.session = self.session, None
+        if session is not None:
+            try:
+                session.close()
+            finally:
+                session.runner.stop()
+
+
+TEST_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, Any, None]:
+    outcome = yield
+    if outcome.get_result().failed:
+        item.stash[TEST_FAILED] = True
+
+
+@pytest.fixture(scope="module")
+def shared_runner(
+    agent_loop: asyncio.AbstractEventLoop,
+    runner_choice: RunnerChoice,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[SharedRunner]:
+    shared = SharedRunner(agent_loop, runner_choice, tmp_path_factory.mktemp("shared"))
     try:
-        yield proc
+        yield shared
+    finally:
+        shared.stop()
+
+
+@pytest.fixture
+def agent(
+    request: pytest.FixtureRequest,
+    agent_loop: asyncio.AbstractEventLoop,
+    runner_choice: RunnerChoice,
+    shared_runner: SharedRunner,
+    tmp_path: Path,
+) -> Iterator[AgentSession]:
+    """A runner of the test's own, or the module's shared one for a test marked
+    ``shared_runner`` (one that leaves the runner as it found it). After a failure (which may
+    leave an execution running) or if the runner died, the next test gets a new shared one."""
+    if request.node.get_closest_marker("shared_runner") is not None:
+        session = shared_runner.get()
+        yield session
+        if request.node.stash.get(TEST_FAILED, False) or session.runner.proc.poll() is not None:
+            shared_runner.stop()
+        return
+    if runner_choice.flavour == "upstream":
+        shared_runner.stop()  # upstream binds fixed ports and paths: only one can run
+    proc = start_runner(runner_spec_for(runner_choice, tmp_path), tmp_path)
+    try:
+        session = AgentSession(agent_loop, proc)
+        try:
+            yield session
+        finally:
+            session.close()
     finally:
         proc.stop()
-
-
-@pytest.fixture
-def agent(agent_loop: asyncio.AbstractEventLoop, runner: RunnerProcess) -> Iterator[AgentSession]:
-    session = AgentSession(agent_loop, runner)
-    try:
-        yield session
-    finally:
-        session.close()
 
 
 @pytest.fixture
@@ -554,4 +626,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # The 24.3 agent uses `with timeout(...)` of async-timeout 4, which warns each time.
     config.addinivalue_line(
         "filterwarnings", "ignore:with timeout\\(\\) is deprecated:DeprecationWarning"
+    )
+    config.addinivalue_line(
+        "markers", "shared_runner: the test leaves the runner as it found it (see `agent`)"
     )

@@ -1,8 +1,9 @@
 # mypy: disable-error-code="no-untyped-call"
 """The runner driven by the real agent (backend.ai-agent 24.3.x) over its two sockets.
 
-Each test gets a fresh runner subprocess (see conftest.py). Every agent call is bounded:
-where the agent itself would wait forever (status, completion), the test fails instead.
+Each test gets a fresh runner subprocess, or shares one if it is marked ``shared_runner``
+(see conftest.py). Every agent call is bounded: where the agent itself would wait forever
+(status, completion), the test fails instead.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from tests.support.processes import still_running
 
 if TYPE_CHECKING:
     from tests.agent.conftest import AgentSession, RunResult
+
+# For tests that leave the runner as they found it: they share one (see conftest.py).
+shared_runner = pytest.mark.shared_runner
 
 
 def processes_matching(needle: str) -> list[int]:
@@ -59,6 +63,7 @@ async def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 
 # --------------------------------------------------------------------------------------
 
 
+@shared_runner
 def test_check_status(agent: AgentSession) -> None:
     result = agent.run(agent.kernel.check_status())
     assert isinstance(result, dict)
@@ -72,11 +77,13 @@ def test_kernel_creation_readiness_sequence(agent: AgentSession) -> None:
     assert apps == {"status": "done", "data": []}
 
 
+@shared_runner
 def test_ping(agent: AgentSession) -> None:
     result = agent.run(agent.kernel.ping())
     assert result is not None and "started_at" in result
 
 
+@shared_runner
 def test_get_apps_returns_empty_list(agent: AgentSession) -> None:
     start = time.monotonic()
     result = agent.run(agent.kernel.get_service_apps())
@@ -85,6 +92,7 @@ def test_get_apps_returns_empty_list(agent: AgentSession) -> None:
     assert time.monotonic() - start < 5
 
 
+@shared_runner
 def test_start_service_fails_fast(agent: AgentSession) -> None:
     start = time.monotonic()
     result = agent.run(agent.kernel.start_service("not-a-service", {}))
@@ -95,6 +103,7 @@ def test_start_service_fails_fast(agent: AgentSession) -> None:
     assert elapsed < 9, f"start-service took {elapsed:.1f} s"
 
 
+@shared_runner
 def test_start_service_unknown_name_is_rejected_by_agent(agent: AgentSession) -> None:
     result = agent.run(agent.kernel.start_service("not-in-service-ports", {}))
     assert result == {"status": "failed", "error": "invalid service name"}
@@ -102,11 +111,13 @@ def test_start_service_unknown_name_is_rejected_by_agent(agent: AgentSession) ->
     assert agent.run(agent.kernel.check_status()) is not None
 
 
+@shared_runner
 def test_shutdown_service_is_harmless(agent: AgentSession) -> None:
     agent.run(agent.kernel.shutdown_service("not-a-service"))
     assert agent.query("print('still here')").stdout == "still here\n"
 
 
+@shared_runner
 def test_completion_answers(agent: AgentSession) -> None:
     """The agent waits for `completion` with no timeout: the runner must always answer."""
     agent.query("x_unique_variable_name = 1")
@@ -117,6 +128,7 @@ def test_completion_answers(agent: AgentSession) -> None:
     assert "x_unique_variable_name" in json.dumps(completions)
 
 
+@shared_runner
 def test_completion_with_nothing_to_complete(agent: AgentSession) -> None:
     result = agent.run(agent.kernel.get_completions("", {}), timeout=15)
     assert isinstance(result["completions"], list)
@@ -133,6 +145,7 @@ def test_event_notification_gets_no_reply_and_breaks_nothing(agent: AgentSession
 # --------------------------------------------------------------------------------------
 
 
+@shared_runner
 def test_query_print(agent: AgentSession) -> None:
     result = agent.query("print('hi')")
     assert result.status == "finished"
@@ -140,6 +153,7 @@ def test_query_print(agent: AgentSession) -> None:
     assert result.console == [("stdout", "hi\n")]
 
 
+@shared_runner
 def test_query_through_api_v1_aggregation(agent: AgentSession) -> None:
     """Old API clients get separate stdout/stderr/media fields from the same records."""
     code = "import sys; print('out'); print('err', file=sys.stderr)"
@@ -153,12 +167,14 @@ def test_query_through_api_v1_aggregation(agent: AgentSession) -> None:
     assert [m for r in results for m in r["media"]] == []
 
 
+@shared_runner
 def test_query_keeps_state(agent: AgentSession) -> None:
     assert agent.query("value = 41").exit_code == 0
     result = agent.query("print(value + 1)")
     assert result.stdout == "42\n"
 
 
+@shared_runner
 def test_query_exception_gives_nonzero_exit_code(agent: AgentSession) -> None:
     result = agent.query("1 / 0")
     assert result.status == "finished"
@@ -168,12 +184,14 @@ def test_query_exception_gives_nonzero_exit_code(agent: AgentSession) -> None:
     assert agent.query("print('after')").stdout == "after\n"
 
 
+@shared_runner
 def test_query_stderr(agent: AgentSession) -> None:
     result = agent.query("import sys; sys.stderr.write('oops\\n'); sys.stderr.flush()")
     assert result.exit_code == 0
     assert result.stderr == "oops\n"
 
 
+@shared_runner
 def test_query_html_is_media_the_agent_can_parse(agent: AgentSession) -> None:
     """The agent json.loads every media record (upstream sent raw HTML, which broke it)."""
     result = agent.query("from IPython.display import HTML, display; display(HTML('<b>x</b>'))")
@@ -181,6 +199,7 @@ def test_query_html_is_media_the_agent_can_parse(agent: AgentSession) -> None:
     assert ("text/html", "<b>x</b>") in result.media()
 
 
+@shared_runner
 def test_query_image_is_data_uri(agent: AgentSession) -> None:
     png = (
         "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5E"
@@ -221,6 +240,7 @@ def test_query_password_input(agent: AgentSession) -> None:
     assert agent.query("print(len(pw))").stdout == "6\n"
 
 
+@shared_runner
 def test_query_large_output_through_agent(agent: AgentSession) -> None:
     result = agent.query("print('가나다라마바사' * 100000)", timeout=60)
     assert result.exit_code == 0
@@ -253,6 +273,7 @@ def test_interrupt_query(agent: AgentSession, tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------
 
 
+@shared_runner
 def test_batch_clean_build_exec(agent: AgentSession) -> None:
     name = f"agent-test-{uuid.uuid4().hex[:8]}.txt"
     _, steps = agent.batch(
@@ -267,6 +288,7 @@ def test_batch_clean_build_exec(agent: AgentSession) -> None:
     assert steps[2].stdout == "built\nbatch=1\n"
 
 
+@shared_runner
 def test_batch_exec_exit_code_and_stderr(agent: AgentSession) -> None:
     _, steps = agent.batch("", "", "echo bad >&2; exit 7")
     assert steps[-1].status == "finished"
@@ -274,6 +296,7 @@ def test_batch_exec_exit_code_and_stderr(agent: AgentSession) -> None:
     assert steps[-1].stderr == "bad\n"
 
 
+@shared_runner
 def test_batch_skipped_steps_still_finish(agent: AgentSession) -> None:
     _, steps = agent.batch("", "", "")
     assert [(s.status, s.exit_code) for s in steps] == [
@@ -283,6 +306,7 @@ def test_batch_skipped_steps_still_finish(agent: AgentSession) -> None:
     ]
 
 
+@shared_runner
 def test_batch_failed_build_skips_exec(agent: AgentSession) -> None:
     _, steps = agent.batch("", "echo compile error >&2; exit 3", "echo should-not-run")
     assert [s.status for s in steps] == ["clean-finished", "build-finished", "finished"]
@@ -295,11 +319,13 @@ def test_batch_failed_build_skips_exec(agent: AgentSession) -> None:
     assert (again[-1].exit_code, again[-1].stdout) == (0, "ok\n")
 
 
+@shared_runner
 def test_batch_missing_command_is_127(agent: AgentSession) -> None:
     _, steps = agent.batch("", "", "this-command-does-not-exist-xyz")
     assert steps[-1].exit_code == 127
 
 
+@shared_runner
 def test_batch_large_utf8_output(agent: AgentSession) -> None:
     """2.2 MB of 3-byte characters: chunk borders split characters; the agent's
     incremental decoder must see an unbroken stream."""
