@@ -1,7 +1,8 @@
 """`release`: bump, changelog, tag, cut, verify and diff the workspace's distributions.
 
 Run it as `./pants run tools/release -- COMMAND` (or `python -m release COMMAND` with
-tools/release on PYTHONPATH). Every refusal is one `Error: ...` line and exit status 1.
+tools/release and tools/pants-plugins on PYTHONPATH). Every refusal is one `Error: ...` line
+and exit status 1.
 """
 
 from __future__ import annotations

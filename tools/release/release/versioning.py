@@ -8,27 +8,17 @@ written in VERSION and in git; metadata uses the canonical PEP 440 form (`24.03.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from release.errors import ReleaseError
 from release.fileio import atomic_write
+from setupgen.metadata import InvalidTag, match_tag
 
 KINDS = ("dev", "a", "b", "rc", "final", "patch")
 PRE_RELEASE_KINDS = ("a", "b", "rc")
-
-_TAG = re.compile(
-    r"(?P<year>\d{2})\.(?P<month>\d{2})\.(?P<patch>0|[1-9]\d*)"
-    r"(?:(?P<pre>a|b|rc)(?P<pre_n>0|[1-9]\d*)|(?P<dev_sep>\.?)dev(?P<dev_n>0|[1-9]\d*))?"
-)
-_FORMAT_HINT = (
-    "YY.MM.PATCH with a zero-padded month and an optional aN, bN, rcN or .devN suffix,"
-    " e.g. 24.03.4rc1"
-)
-
 
 @dataclass(frozen=True)
 class CalVer:
@@ -44,11 +34,11 @@ class CalVer:
 
     @classmethod
     def parse(cls, text: str) -> CalVer:
-        match = _TAG.fullmatch(text)
-        if match is None:
-            raise ReleaseError(_explain_invalid(text))
-        if not 1 <= int(match["month"]) <= 12:
-            raise ReleaseError(f"{text!r} has month {match['month']}; months run from 01 to 12")
+        # The build's own grammar (tools/pants-plugins/setupgen): never a tag it would reject.
+        try:
+            match = match_tag(text)
+        except InvalidTag as error:
+            raise ReleaseError(str(error)) from None
         dev_n = match["dev_n"]
         return cls(
             year=match["year"],
@@ -81,14 +71,6 @@ class CalVer:
 
     def next_patch(self) -> CalVer:
         return replace(self.final(), patch=self.patch + 1)
-
-
-def _explain_invalid(text: str) -> str:
-    try:
-        Version(text)
-    except InvalidVersion:
-        return f"{text!r} is not a valid version: release tags are {_FORMAT_HINT}"
-    return f"{text!r} is valid PEP 440 but not a release tag: tags are {_FORMAT_HINT}"
 
 
 def bump(current: CalVer, kind: str) -> CalVer:

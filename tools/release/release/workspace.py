@@ -8,12 +8,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
-
 from release.errors import ReleaseError
 from release.gitrepo import Git
-
-_INTERPRETER_NAMES = ("CPython", "PyPy")
+from setupgen.metadata import MetadataError, python_requires
 
 
 @dataclass(frozen=True)
@@ -54,19 +51,15 @@ def interpreter_range(pants_toml: Path) -> str:
     except (OSError, tomllib.TOMLDecodeError) as error:
         raise ReleaseError(f"cannot read {pants_toml}: {error}") from None
     constraints = config.get("python", {}).get("interpreter_constraints")
-    if not isinstance(constraints, list) or len(constraints) != 1:
+    if not isinstance(constraints, list):
         raise ReleaseError(
-            f"{pants_toml}: [python] interpreter_constraints must hold exactly one constraint"
-            f" to derive Requires-Python from, found {constraints!r}"
+            f"{pants_toml}: [python] interpreter_constraints must be a list, found {constraints!r}"
         )
-    text = str(constraints[0])
-    for name in _INTERPRETER_NAMES:
-        text = text.removeprefix(name)
+    # Derived exactly as the setupgen plugin derives the distributions' Requires-Python.
     try:
-        SpecifierSet(text)
-    except InvalidSpecifier:
-        raise ReleaseError(f"{pants_toml}: cannot read {constraints[0]!r} as a range") from None
-    return text
+        return python_requires([str(c) for c in constraints], str(pants_toml))
+    except MetadataError as error:
+        raise ReleaseError(str(error)) from None
 
 
 def _distributions_in_build_files(root: Path) -> Iterator[str]:
