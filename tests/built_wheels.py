@@ -53,14 +53,26 @@ def create_venv_with_wheels(venv: Path, wheels: Iterable[Path]) -> Path:
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=clean_env())
     python = venv / "bin" / "python"
     subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "--no-index", "--no-deps",
-         "--disable-pip-version-check", *map(str, wheels)],
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-index",
+            "--no-deps",
+            "--disable-pip-version-check",
+            *map(str, wheels),
+        ],
         check=True,
         env=clean_env(),
     )
     venv_site = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True, env=clean_env(),
+        check=True,
+        capture_output=True,
+        text=True,
+        env=clean_env(),
     ).stdout.strip()
     Path(venv_site, "test-environment.pth").write_text("\n".join(_lent_paths()) + "\n")
     return python

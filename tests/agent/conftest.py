@@ -510,9 +510,7 @@ class SharedRunner:
     """One runner and agent session for the tests that leave it as they found it, started
     on first use and again after stop()."""
 
-    def __init__(
-        self, loop: asyncio.AbstractEventLoop, choice: RunnerChoice, base: Path
-    ) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, choice: RunnerChoice, base: Path) -> None:
         self.loop = loop
         self.choice = choice
         self.base = base

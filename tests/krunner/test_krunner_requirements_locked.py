@@ -51,8 +51,9 @@ def krunner_pins(package: str) -> dict[str, str]:
 def test_pins_equal_the_locked_versions(package: str) -> None:
     locked = locked_versions()
     pins = krunner_pins(package)
-    mismatched = {name: (pin, locked.get(name)) for name, pin in pins.items()
-                  if locked.get(name) != pin}
+    mismatched = {
+        name: (pin, locked.get(name)) for name, pin in pins.items() if locked.get(name) != pin
+    }
     assert not mismatched, f"{package} requirements.txt (pin, locked): {mismatched}"
 
 

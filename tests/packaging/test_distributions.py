@@ -39,9 +39,13 @@ EXPECTED = {
         f"backend.ai-krunner-{name.replace('_', '-')}": Expected(
             f"ai.backend.krunner.{name}",
             (
-                "py.typed", "versions.txt", "requirements.txt",
-                f"krunner-version.{distro}.txt", f"krunner-python.{distro}.txt",
-                f"krunner-env.{distro}.dockerfile", f"krunner-python.{distro}.dockerfile",
+                "py.typed",
+                "versions.txt",
+                "requirements.txt",
+                f"krunner-version.{distro}.txt",
+                f"krunner-python.{distro}.txt",
+                f"krunner-env.{distro}.dockerfile",
+                f"krunner-python.{distro}.dockerfile",
                 f"krunner-wheels.{distro}.dockerfile",
             ),
             {"backendai_krunner_v10": {name: f"ai.backend.krunner.{name}.plugin"}},
@@ -110,8 +114,12 @@ def test_metadata(name: str, wheels: dict[str, Path], sdists: dict[str, Path]) -
     version = workspace_version()
     for source, metadata in (
         ("wheel", wheel_metadata(wheels[canonicalize_name(name)])),
-        ("sdist", email.parser.Parser().parsestr(
-            sdist_member(sdists[canonicalize_name(name)], "PKG-INFO"))),
+        (
+            "sdist",
+            email.parser.Parser().parsestr(
+                sdist_member(sdists[canonicalize_name(name)], "PKG-INFO")
+            ),
+        ),
     ):
         assert metadata["Name"] == name, source
         assert metadata["Version"] == str(version), source
@@ -130,8 +138,10 @@ def test_metadata(name: str, wheels: dict[str, Path], sdists: dict[str, Path]) -
 def test_requirements_have_no_type_stubs_and_pin_first_party(
     name: str, wheels: dict[str, Path]
 ) -> None:
-    requirements = [Requirement(r) for r in wheel_metadata(wheels[canonicalize_name(name)])
-                    .get_all("Requires-Dist") or []]
+    requirements = [
+        Requirement(r)
+        for r in wheel_metadata(wheels[canonicalize_name(name)]).get_all("Requires-Dist") or []
+    ]
     assert not [r for r in requirements if r.name.startswith("types-")]
     for requirement in requirements:
         if requirement.name.startswith("backend.ai-"):
@@ -173,7 +183,8 @@ def test_wheels_install_together_and_import(wheels: dict[str, Path], tmp_path: P
         "from importlib.metadata import entry_points\n"
         "print(sorted(e.name for e in entry_points(group='backendai_krunner_v10')))\n"
     )
-    result = subprocess.run([str(python), "-c", probe], capture_output=True, text=True,
-                            env=clean_env())
+    result = subprocess.run(
+        [str(python), "-c", probe], capture_output=True, text=True, env=clean_env()
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "['alpine', 'static_gnu']"

@@ -19,8 +19,11 @@ DEFAULTS = ProjectDefaults(
     url="https://www.backend.ai/",
     project_urls={"Documentation": "https://docs.backend.ai/"},
 )
-ARTIFACT = {"name": "backend.ai-kernel", "description": "Backend.AI Kernel Runner",
-            "license": "LGPLv3"}
+ARTIFACT = {
+    "name": "backend.ai-kernel",
+    "description": "Backend.AI Kernel Runner",
+    "license": "LGPLv3",
+}
 
 
 def compute(explicit: dict[str, Any] = ARTIFACT, **overrides: Any) -> dict[str, Any]:
@@ -133,8 +136,10 @@ def test_full_kwargs() -> None:
     assert kwargs["classifiers"][0] == "Development Status :: 4 - Beta"
     assert "Programming Language :: Python :: 3.12" in kwargs["classifiers"]
     assert not any(c.endswith(":: 3.11") or c.endswith(":: 3.13") for c in kwargs["classifiers"])
-    assert ("License :: OSI Approved :: GNU Lesser General Public License v3 or later (LGPLv3+)"
-            in kwargs["classifiers"])
+    assert (
+        "License :: OSI Approved :: GNU Lesser General Public License v3 or later (LGPLv3+)"
+        in kwargs["classifiers"]
+    )
 
 
 def test_build_file_overrides_defaults_and_adds_classifiers() -> None:

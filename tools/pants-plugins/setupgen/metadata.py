@@ -50,8 +50,7 @@ COMMON_CLASSIFIERS = (
 )
 
 # Keys the plugin owns; a BUILD file that sets them would silently fight the plugin.
-COMPUTED_KEYS = ("version", "python_requires", "long_description",
-                 "long_description_content_type")
+COMPUTED_KEYS = ("version", "python_requires", "long_description", "long_description_content_type")
 REQUIRED_KEYS = ("name", "description", "license")
 
 # Enough minor versions to enumerate any constraint we will meet.
@@ -155,8 +154,9 @@ def python_minor_versions(specifier: SpecifierSet) -> list[str]:
     ]
 
 
-def classifiers(version: Version, requires_python: str, license_name: str,
-                extra: Iterable[str], source: str) -> list[str]:
+def classifiers(
+    version: Version, requires_python: str, license_name: str, extra: Iterable[str], source: str
+) -> list[str]:
     license_classifier = LICENSE_CLASSIFIERS.get(license_name)
     if license_classifier is None:
         known = ", ".join(sorted(LICENSE_CLASSIFIERS))
@@ -165,8 +165,12 @@ def classifiers(version: Version, requires_python: str, license_name: str,
         f"Programming Language :: Python :: {minor}"
         for minor in python_minor_versions(SpecifierSet(requires_python))
     ]
-    computed = [development_status(version), *COMMON_CLASSIFIERS, *python_versions,
-                license_classifier]
+    computed = [
+        development_status(version),
+        *COMMON_CLASSIFIERS,
+        *python_versions,
+        license_classifier,
+    ]
     return computed + [c for c in extra if c not in computed]
 
 
@@ -188,9 +192,7 @@ def compute_setup_kwargs(
     """The complete setup() kwargs for one distribution, validated, with clear errors."""
     for key in REQUIRED_KEYS:
         if not explicit.get(key):
-            raise MetadataError(
-                f"{target}: `provides=python_artifact(...)` must set `{key}`."
-            )
+            raise MetadataError(f"{target}: `provides=python_artifact(...)` must set `{key}`.")
     for key in COMPUTED_KEYS:
         if key in explicit:
             raise MetadataError(
@@ -198,8 +200,9 @@ def compute_setup_kwargs(
                 "VERSION, the interpreter constraints and the package README."
             )
     if not str(explicit["name"]).startswith("backend.ai-"):
-        raise MetadataError(f"{target}: distribution name {explicit['name']!r} must start with "
-                            "'backend.ai-'.")
+        raise MetadataError(
+            f"{target}: distribution name {explicit['name']!r} must start with " "'backend.ai-'."
+        )
     if not readme_text.strip():
         raise MetadataError(f"{target}: {readme_path} is empty; it becomes the long description.")
     version = parse_version(version_text, version_source)
@@ -216,7 +219,8 @@ def compute_setup_kwargs(
         python_requires=requires,
         long_description=readme_text,
         long_description_content_type=long_description_content_type(readme_path),
-        classifiers=classifiers(version, requires, str(explicit["license"]),
-                                explicit.get("classifiers", ()), target),
+        classifiers=classifiers(
+            version, requires, str(explicit["license"]), explicit.get("classifiers", ()), target
+        ),
     )
     return kwargs

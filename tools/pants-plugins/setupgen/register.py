@@ -67,8 +67,11 @@ class WorkspaceSetupKwargsRequest(SetupKwargsRequest):
 async def _read_one(path: str, origin: str) -> str:
     contents = await Get(
         DigestContents,
-        PathGlobs([path], glob_match_error_behavior=GlobMatchErrorBehavior.error,
-                  description_of_origin=origin),
+        PathGlobs(
+            [path],
+            glob_match_error_behavior=GlobMatchErrorBehavior.error,
+            description_of_origin=origin,
+        ),
     )
     return contents[0].content.decode("utf-8")
 
@@ -114,8 +117,10 @@ def _hook_files() -> list[FileContent]:
     return [
         FileContent(f"{HOOK_PACKAGE}/__init__.py", b""),
         FileContent(f"{HOOK_PACKAGE}/reproducible_sdist.py", hook_source),
-        FileContent(f"{HOOK_DIST_INFO}/METADATA",
-                    f"Metadata-Version: 2.1\nName: {HOOK_PACKAGE}\nVersion: 0\n".encode()),
+        FileContent(
+            f"{HOOK_DIST_INFO}/METADATA",
+            f"Metadata-Version: 2.1\nName: {HOOK_PACKAGE}\nVersion: 0\n".encode(),
+        ),
         FileContent(
             f"{HOOK_DIST_INFO}/entry_points.txt",
             b"[setuptools.finalize_distribution_options]\n"

@@ -42,8 +42,9 @@ def normalize_sdist(path: str, epoch: int) -> None:
         with tarfile.open(fileobj=compressed, mode="w", format=tarfile.PAX_FORMAT) as target:
             for member in members:
                 data = contents.get(member.name)
-                target.addfile(normalize_member(member, epoch),
-                               io.BytesIO(data) if data is not None else None)
+                target.addfile(
+                    normalize_member(member, epoch), io.BytesIO(data) if data is not None else None
+                )
     temporary = f"{path}.normalized"
     with open(temporary, "wb") as out:
         out.write(buffer.getvalue())

@@ -20,6 +20,7 @@ from setupgen.metadata import InvalidTag, match_tag
 KINDS = ("dev", "a", "b", "rc", "final", "patch")
 PRE_RELEASE_KINDS = ("a", "b", "rc")
 
+
 @dataclass(frozen=True)
 class CalVer:
     """A release tag; `str()` gives it back exactly as written."""
