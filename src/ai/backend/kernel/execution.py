@@ -1,10 +1,14 @@
 """User processes: own session per execution, streamed output, stdin fed on demand, group kill.
 
 Each execution runs in a new session, so its whole process tree shares one process group that
-``interrupt`` and shutdown can signal.  Its stdin is a pipe owned by the runner: a watcher polls
-``/proc/<pid>/task/<tid>/syscall`` of the session's processes, and when one of them blocks in
-a read on that (empty) pipe, or in epoll with the pipe registered, it asks the agent for input
-and writes the answer, plus a newline, into the pipe.
+``interrupt`` and shutdown can signal.  An execution ends when its own process exits, as in a
+shell: background processes it leaves behind keep running until shutdown, and what they write
+later goes to the runner's stderr (the container log), never into another execution's output.
+
+Its stdin is a pipe owned by the runner: a watcher polls ``/proc/<pid>/task/<tid>/syscall`` of
+the session's processes, and when one of them blocks reading that (empty) pipe, in ``read`` or
+in ``poll``/``select``/``epoll`` with the pipe among the watched descriptors, it asks the agent
+for input and writes the answer, plus a newline, into the pipe.
 """
 
 from __future__ import annotations
@@ -16,9 +20,13 @@ import logging
 import os
 import platform
 import signal
+import struct
+import sys
 import termios
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .input_relay import InputBroker
 from .protocol import Record, RecordSink
@@ -31,23 +39,52 @@ COALESCE_DELAY = 0.001
 STDIN_POLL_FIRST = 0.01
 STDIN_POLL_MAX = 0.2
 
-_READ_SYSCALLS = {
-    # read, pread64, readv, preadv, preadv2
-    "x86_64": {0, 17, 19, 295, 327},
-    "aarch64": {63, 67, 65, 69, 286},
-}.get(platform.machine(), set())
-_EPOLL_SYSCALLS = {
-    # epoll_wait, epoll_pwait, epoll_pwait2 (event loops such as Node's wait here for stdin)
-    "x86_64": {232, 281, 441},
-    "aarch64": {22, 441},
-}.get(platform.machine(), set())
+POLLIN = 0x001
+POLLRDNORM = 0x040
+MAX_WATCHED_FDS = 65536
+"""Larger poll/select sets are not inspected (they would mean reading megabytes per check)."""
 
 
-async def _wait_fd(fd: int, *, writable: bool = False) -> None:
+@dataclass(frozen=True)
+class WaitSyscalls:
+    """The numbers of the system calls in which a thread can wait to read its stdin."""
+
+    read: frozenset[int]
+    """The first argument is the descriptor: read, pread64, readv, preadv, preadv2."""
+    epoll: frozenset[int]
+    """The first argument is an epoll descriptor: epoll_wait, epoll_pwait, epoll_pwait2."""
+    poll: frozenset[int]
+    """``(struct pollfd *fds, nfds, ...)``: poll, ppoll."""
+    select: frozenset[int]
+    """``(nfds, fd_set *readfds, ...)``: select, pselect6."""
+
+
+WAIT_SYSCALLS = {
+    "x86_64": WaitSyscalls(
+        read=frozenset({0, 17, 19, 295, 327}),
+        epoll=frozenset({232, 281, 441}),
+        poll=frozenset({7, 271}),
+        select=frozenset({23, 270}),
+    ),
+    # aarch64 has no poll and no select: its C libraries implement them with ppoll/pselect6.
+    "aarch64": WaitSyscalls(
+        read=frozenset({63, 67, 65, 69, 286}),
+        epoll=frozenset({22, 441}),
+        poll=frozenset({73}),
+        select=frozenset({72}),
+    ),
+}
+"""Per architecture (``platform.machine()``); both are little-endian, as fd_set parsing assumes."""
+
+
+async def _wait_fd(
+    fd: int, *, writable: bool = False, until: asyncio.Future[Any] | None = None
+) -> None:
+    """Wait until ``fd`` is ready, or ``until`` is done."""
     loop = asyncio.get_running_loop()
     ready: asyncio.Future[None] = loop.create_future()
 
-    def wake() -> None:
+    def wake(_: object = None) -> None:
         if not ready.done():
             ready.set_result(None)
 
@@ -55,30 +92,52 @@ async def _wait_fd(fd: int, *, writable: bool = False) -> None:
         loop.add_writer(fd, wake)
     else:
         loop.add_reader(fd, wake)
+    if until is not None:
+        until.add_done_callback(wake)
     try:
         await ready
     finally:
+        if until is not None:
+            until.remove_done_callback(wake)
         if writable:
             loop.remove_writer(fd)
         else:
             loop.remove_reader(fd)
 
 
-async def _pump(fd: int, record: Record, send: RecordSink) -> None:
-    """Forward a pipe until EOF; awaiting each send keeps memory bounded (backpressure)."""
+async def _forward(
+    fd: int, record: Record, send: RecordSink, until: asyncio.Future[Any] | None = None
+) -> bool:
+    """Forward a pipe until EOF (True), or until ``until`` is done and the pipe is empty (False).
+
+    Awaiting each send keeps memory bounded (backpressure).  With ``until`` the program's exit:
+    all it wrote is in the pipe by then, so what comes later is its leftovers' output.
+    """
+    while True:
+        try:
+            chunk = os.read(fd, CHUNK_SIZE)
+        except BlockingIOError:
+            if until is not None and until.done():
+                return False
+            await _wait_fd(fd, until=until)
+            continue
+        if not chunk:
+            return True
+        await send(record, chunk)
+        if len(chunk) < CHUNK_SIZE:
+            # Let a busy writer fill the pipe: fewer, larger records cost far less.
+            await asyncio.sleep(COALESCE_DELAY)
+
+
+async def _to_container_log(_: Record, chunk: bytes) -> None:
+    sys.stderr.buffer.write(chunk)
+    sys.stderr.buffer.flush()
+
+
+async def _drain_to_log(fd: int) -> None:
+    """Copy leftovers' output to the container log until they all close the pipe."""
     try:
-        while True:
-            try:
-                chunk = os.read(fd, CHUNK_SIZE)
-            except BlockingIOError:
-                await _wait_fd(fd)
-                continue
-            if not chunk:
-                return
-            await send(record, chunk)
-            if len(chunk) < CHUNK_SIZE:
-                # Let a busy writer fill the pipe: fewer, larger records cost far less.
-                await asyncio.sleep(COALESCE_DELAY)
+        await _forward(fd, Record.STDOUT, _to_container_log)
     finally:
         os.close(fd)
 
@@ -115,32 +174,64 @@ def _epoll_targets(pid: int, epoll_fd: int) -> list[int]:
         return [int(line.split()[1]) for line in f if line.startswith("tfd:")]
 
 
-def _waits_on_pipe(pid: int, tid: str, pipe_link: str) -> bool:
-    """Whether the thread is blocked reading the pipe, directly or through epoll."""
+def _read_memory(pid: int, address: int, size: int) -> bytes:
+    """Bytes of the process's memory (allowed to the runner, which started it)."""
+    fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
+    try:
+        data = os.pread(fd, size, address)
+    finally:
+        os.close(fd)
+    if len(data) != size:
+        raise OSError(f"short read of process {pid}'s memory")
+    return data
+
+
+def _poll_targets(pid: int, fds_address: int, nfds: int) -> list[int]:
+    """The descriptors a ``poll``/``ppoll`` waits to read (``struct pollfd``: int, short, short)."""
+    if not fds_address or not 0 < nfds <= MAX_WATCHED_FDS:
+        return []
+    entries = struct.iter_unpack("=ihh", _read_memory(pid, fds_address, nfds * 8))
+    return [fd for fd, events, _ in entries if events & (POLLIN | POLLRDNORM)]
+
+
+def _select_targets(pid: int, nfds: int, readfds_address: int) -> list[int]:
+    """The descriptors in a ``select``/``pselect6`` read set (a little-endian bitmap of longs)."""
+    if not readfds_address or not 0 < nfds <= MAX_WATCHED_FDS:
+        return []
+    bitmap = _read_memory(pid, readfds_address, (nfds + 63) // 64 * 8)
+    return [fd for fd in range(nfds) if bitmap[fd // 8] >> (fd % 8) & 1]
+
+
+def _waits_on_pipe(pid: int, tid: str, pipe_link: str, syscalls: WaitSyscalls) -> bool:
+    """Whether the thread is blocked reading the pipe, directly or through poll/select/epoll."""
     with open(f"/proc/{pid}/task/{tid}/syscall") as f:
         fields = f.read().split()
     if not fields[0].isdigit():  # "running", or "-1 ..." outside a system call
         return False
-    number, fd = int(fields[0]), int(fields[1], 16)
-    if number in _READ_SYSCALLS:
-        fds = [fd]
-    elif number in _EPOLL_SYSCALLS:
-        fds = _epoll_targets(pid, fd)
+    number, args = int(fields[0]), [int(field, 16) for field in fields[1:7]]
+    if number in syscalls.read:
+        fds = [args[0]]
+    elif number in syscalls.epoll:
+        fds = _epoll_targets(pid, args[0])
+    elif number in syscalls.poll:
+        fds = _poll_targets(pid, args[0], args[1])
+    elif number in syscalls.select:
+        fds = _select_targets(pid, args[0], args[1])
     else:
         return False
     return any(os.readlink(f"/proc/{pid}/fd/{target}") == pipe_link for target in fds)
 
 
-def _reads_pipe(pid: int, pipe_link: str) -> bool:
+def _reads_pipe(pid: int, pipe_link: str, syscalls: WaitSyscalls) -> bool:
     try:
         tids = os.listdir(f"/proc/{pid}/task")
     except OSError:
         return False
     for tid in tids:
         try:
-            if _waits_on_pipe(pid, tid, pipe_link):
+            if _waits_on_pipe(pid, tid, pipe_link, syscalls):
                 return True
-        except (OSError, IndexError, ValueError):
+        except (OSError, IndexError, ValueError, struct.error):
             continue
     return False
 
@@ -151,19 +242,21 @@ def _pipe_is_empty(fd: int) -> bool:
     return int.from_bytes(pending, "little") == 0
 
 
-def someone_waits_on(session: int, pipe_fd: int) -> bool:
+def someone_waits_on(session: int, pipe_fd: int, syscalls: WaitSyscalls) -> bool:
     """Whether a process of ``session`` is blocked reading the (empty) pipe ``pipe_fd``."""
     if not _pipe_is_empty(pipe_fd):
         return False
     pipe_link = f"pipe:[{os.fstat(pipe_fd).st_ino}]"
-    return any(_reads_pipe(pid, pipe_link) for pid in _session_members(session))
+    return any(_reads_pipe(pid, pipe_link, syscalls) for pid in _session_members(session))
 
 
-async def _feed_stdin(session: int, pipe_fd: int, inputs: InputBroker) -> None:
+async def _feed_stdin(
+    session: int, pipe_fd: int, inputs: InputBroker, syscalls: WaitSyscalls
+) -> None:
     delay = STDIN_POLL_FIRST
     while True:
         await asyncio.sleep(delay)
-        if someone_waits_on(session, pipe_fd):
+        if someone_waits_on(session, pipe_fd, syscalls):
             text = await inputs.ask_line()
             await _write_all(pipe_fd, (text + "\n").encode("utf-8"))
             delay = STDIN_POLL_FIRST
@@ -192,11 +285,21 @@ def _signal_group(pgid: int, sig: int) -> bool:
 class ProcessManager:
     """Runs user processes, one session each, and remembers their groups for interrupts."""
 
-    def __init__(self, inputs: InputBroker, interrupt_grace: float) -> None:
+    def __init__(
+        self, inputs: InputBroker, interrupt_grace: float, machine: str = platform.machine()
+    ) -> None:
         self._inputs = inputs
         self._grace = interrupt_grace
         self._running: set[int] = set()
         self._started: set[int] = set()
+        self._drains: set[asyncio.Task[None]] = set()
+        self._syscalls = WAIT_SYSCALLS.get(machine)
+        if self._syscalls is None:
+            log.warning(
+                "no system call table for %s: programs waiting for input on stdin will not be"
+                " detected (only the input relay and Jupyter can ask for input)",
+                machine,
+            )
 
     async def run(
         self,
@@ -206,7 +309,7 @@ class ProcessManager:
         cwd: Path,
         send: RecordSink,
     ) -> int:
-        """Run ``argv`` to completion, streaming its output; returns its exit code."""
+        """Run ``argv`` until it exits, streaming its output; returns its exit code."""
         stdin_r, stdin_w = _make_pipe()
         out_r, out_w = _make_pipe()
         err_r, err_w = _make_pipe()
@@ -231,20 +334,39 @@ class ProcessManager:
         for fd in (stdin_w, out_r, err_r):
             os.set_blocking(fd, False)
         self._track(proc.pid)
-        feeder = asyncio.create_task(_feed_stdin(proc.pid, stdin_w, self._inputs))
+        feeder = self._start_feeder(proc.pid, stdin_w)
+        exited = asyncio.ensure_future(proc.wait())
+        outputs = {out_r: Record.STDOUT, err_r: Record.STDERR}
         try:
-            await asyncio.gather(
-                _pump(out_r, Record.STDOUT, send), _pump(err_r, Record.STDERR, send)
+            at_eof = await asyncio.gather(
+                *(_forward(fd, record, send, exited) for fd, record in outputs.items())
             )
-            return await proc.wait()
+            for fd, closed in zip(list(outputs), at_eof, strict=True):
+                if not closed:  # still open in a background process: the container log's now
+                    del outputs[fd]
+                    self._drain_later(fd)
+            return await exited
         finally:
-            feeder.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await feeder
-            os.close(stdin_w)
+            exited.cancel()
+            if feeder is not None:
+                feeder.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await feeder
+            for fd in (stdin_w, *outputs):
+                os.close(fd)
             self._running.discard(proc.pid)
             if proc.returncode is None:  # cancelled while running: take the tree down with us
                 _signal_group(proc.pid, signal.SIGKILL)
+
+    def _start_feeder(self, session: int, stdin_w: int) -> asyncio.Task[None] | None:
+        if self._syscalls is None:
+            return None
+        return asyncio.create_task(_feed_stdin(session, stdin_w, self._inputs, self._syscalls))
+
+    def _drain_later(self, fd: int) -> None:
+        task = asyncio.create_task(_drain_to_log(fd))
+        self._drains.add(task)
+        task.add_done_callback(self._drains.discard)
 
     def _track(self, pgid: int) -> None:
         self._started = {g for g in self._started if _signal_group(g, 0)}
@@ -252,18 +374,19 @@ class ProcessManager:
         self._running.add(pgid)
 
     def interrupt(self) -> bool:
-        """SIGINT the running process groups, SIGKILL them if they outlive the grace period."""
+        """SIGINT the running process groups; SIGKILL what is left of them after the grace
+        period, including background processes that outlive their execution."""
         if not self._running:
             return False
         loop = asyncio.get_running_loop()
         for pgid in self._running:
             _signal_group(pgid, signal.SIGINT)
-            loop.call_later(self._grace, self._kill_if_running, pgid)
+            loop.call_later(self._grace, self._kill_remains, pgid)
         return True
 
-    def _kill_if_running(self, pgid: int) -> None:
-        if pgid in self._running and _signal_group(pgid, signal.SIGKILL):
-            log.info("process group %d ignored the interrupt; killed it", pgid)
+    def _kill_remains(self, pgid: int) -> None:
+        if _signal_group(pgid, signal.SIGKILL):
+            log.info("process group %d outlived the interrupt; killed it", pgid)
 
     async def stop_all(self) -> None:
         """Terminate every process group ever started, including background leftovers."""
@@ -274,3 +397,6 @@ class ProcessManager:
             groups = {g for g in groups if _session_members(g)}
         for pgid in groups:
             _signal_group(pgid, signal.SIGKILL)
+        for task in list(self._drains):  # e.g. a pipe held open by a process in another session
+            task.cancel()
+        await asyncio.gather(*self._drains, return_exceptions=True)

@@ -116,13 +116,18 @@ class Runner:
             Op.START_MODEL_SERVICE: self.on_start_model_service,
         }
         self.queued_ops = {Op.CLEAN, Op.BUILD, Op.EXEC, Op.CODE}
+        # Ready before start(), so that everything that runs children can rely on them.
+        self.env = self._make_env()
+        self.runtime_path = config.runtime_path or resolve_runtime(self.lang, self.env["PATH"])
+
+    @property
+    def batch_env(self) -> dict[str, str]:
+        return {**self.env, "_BACKEND_BATCH_MODE": "1"}
 
     # ---- life cycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.env = self._make_env(await self._start_relay())
-        self.batch_env = {**self.env, "_BACKEND_BATCH_MODE": "1"}
-        self.runtime_path = self.config.runtime_path or resolve_runtime(self.lang, self.env["PATH"])
+        self.env.update(await self._start_relay())
         self.outsock.setsockopt(zmq.SNDHWM, SEND_HWM)
         for sock in (self.insock, self.outsock):
             sock.setsockopt(zmq.LINGER, LINGER_MS)
@@ -153,9 +158,9 @@ class Runner:
             return {}
         return {INPUT_SOCKET_ENV: str(path)}
 
-    def _make_env(self, relay_env: dict[str, str]) -> dict[str, str]:
+    def _make_env(self) -> dict[str, str]:
         env = build_child_env(
-            os.environ, self.lang, self.config.work_dir, self.config.config_dir, relay_env
+            os.environ, self.lang, self.config.work_dir, self.config.config_dir, {}
         )
         pythonpath = [str(self.site_dir), env.get("PYTHONPATH")]
         env["PYTHONPATH"] = os.pathsep.join(filter(None, pythonpath))
@@ -210,8 +215,11 @@ class Runner:
             log.debug("op %s (%d chars)", message.op, len(message.payload))
             if message.op in self.queued_ops:
                 self.queue.put_nowait(message)
-            else:
+                continue
+            try:  # a handler that fails at once must not end the loop either
                 self._spawn(self.dispatch[message.op](message.payload))
+            except Exception:
+                log.exception("%s failed", message.op)
 
     async def _work(self) -> None:
         await self.ready.wait()
