@@ -42,7 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=2.0,
         help="seconds between an interrupt's SIGINT and SIGKILL (default: 2)",
     )
-    return parser.parse_args(argv)
+    # Options may come after RUNTIME_TYPE too, and before or after RUNTIME_PATH.
+    return parser.parse_intermixed_args(argv)
 
 
 def intrinsic_ports(config_dir: Path) -> dict[str, int]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .input_relay import InputBroker
+from .kernelspecs import KernelspecNotFound, find_kernelspec, launch_argv
 from .protocol import Record, RecordSink, encode_json
 
 if TYPE_CHECKING:
@@ -28,22 +29,6 @@ COMPLETE_TIMEOUT = 5.0
 ALIVE_CHECK_INTERVAL = 1.0
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif")
 DISPLAY_PREFERENCE = (*IMAGE_TYPES, "image/svg+xml", "text/html", "text/plain")
-
-
-class JupyterUnavailable(RuntimeError):
-    pass
-
-
-def pick_kernelspec(available: list[str], prefix: str) -> str:
-    """The exact name if present, else the last (usually newest) name starting with ``prefix``."""
-    if not prefix:
-        raise ValueError("a kernelspec prefix is required")
-    if prefix in available:
-        return prefix
-    matches = sorted(name for name in available if name.startswith(prefix))
-    if not matches:
-        raise JupyterUnavailable(f"no Jupyter kernelspec named {prefix}* (found: {available})")
-    return matches[-1]
 
 
 def display_record(data: Mapping[str, Any]) -> tuple[Record, bytes] | None:
@@ -69,12 +54,25 @@ class JupyterKernel:
         self._shell_reader = asyncio.create_task(self._read_shell())
 
     @classmethod
-    async def start(cls, prefix: str, env: Mapping[str, str], cwd: Path) -> JupyterKernel:
+    async def start(
+        cls, wanted: str, runtime: str, is_python: bool, env: Mapping[str, str], cwd: Path
+    ) -> JupyterKernel:
+        """Start the kernelspec named ``wanted``* that the runtime's installation provides."""
+        spec = await find_kernelspec(wanted, runtime, is_python, env)
         kernelspec = await asyncio.to_thread(importlib.import_module, "jupyter_client.kernelspec")
         manager_module = await asyncio.to_thread(importlib.import_module, "jupyter_client.manager")
-        specs = await asyncio.to_thread(lambda: kernelspec.KernelSpecManager().find_kernel_specs())
-        name = pick_kernelspec(list(specs), prefix)
-        manager: AsyncKernelManager = manager_module.AsyncKernelManager(kernel_name=name)
+        # Only the chosen kernel's directory: jupyter_client's default search would look in the
+        # runner's own prefix and could add the runner's interpreter as a native kernel.
+        specs = kernelspec.KernelSpecManager(
+            kernel_dirs=[str(spec.directory.parent)], ensure_native_kernel=False
+        )
+        manager: AsyncKernelManager = manager_module.AsyncKernelManager(
+            kernel_name=spec.name, kernel_spec_manager=specs
+        )
+        loaded = await asyncio.to_thread(lambda: manager.kernel_spec)  # cached by the manager
+        if loaded is None:
+            raise KernelspecNotFound(f"jupyter_client cannot load {spec.directory}")
+        loaded.argv = launch_argv(loaded.argv, runtime, is_python, env)
         try:
             await manager.start_kernel(env=dict(env), cwd=str(cwd))
             client = manager.client()
@@ -84,7 +82,7 @@ class JupyterKernel:
             if manager.has_kernel:
                 await manager.shutdown_kernel(now=True)
             raise
-        log.info("Jupyter kernel %s is ready", name)
+        log.info("Jupyter kernel %s is ready: %s", spec.name, " ".join(loaded.argv))
         return cls(manager, client)
 
     async def _restart(self) -> None:

@@ -267,8 +267,11 @@ class Runner:
             self.ready.set()
 
     async def _start_jupyter(self, kernelspec: str) -> None:
+        is_python = kernelspec == "python"  # RUNTIME_PATH is then the kernel's interpreter
         try:
-            self.jupyter = await JupyterKernel.start(kernelspec, self.env, self.config.work_dir)
+            self.jupyter = await JupyterKernel.start(
+                kernelspec, self.runtime_path, is_python, self.env, self.config.work_dir
+            )
         except Exception as e:
             self.jupyter_problem = f"the Jupyter kernel did not start: {e}"
             raise
