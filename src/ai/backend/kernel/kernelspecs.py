@@ -1,21 +1,9 @@
 """Finding the image's Jupyter kernelspec, wherever the runtime (not the runner) is installed.
 
 The runner runs on the krunner's Python while user code runs on RUNTIME_PATH, so jupyter_client's
-default search (the runner's own prefix first) can miss the image's kernel and pick the wrong
-interpreter.  Kernel directories are searched in this order; the first directory that holds a
-name wins, as in Jupyter:
-
-1. each entry of ``JUPYTER_PATH`` in the execution's environment, plus ``/kernels``;
-2. the user's Jupyter data directory (``JUPYTER_DATA_DIR``, else ``$XDG_DATA_HOME/jupyter``,
-   else ``~/.local/share/jupyter``), plus ``/kernels``;
-3. ``<prefix>/share/jupyter/kernels`` for each prefix of the runtime: for a Python, the
-   ``sys.prefix`` the interpreter reports (a virtualenv or conda environment); for others (R,
-   Julia), the directory above the runtime's ``bin/``, for the path as given and with its
-   symlinks resolved;
-4. ``/usr/local/share/jupyter/kernels`` and ``/usr/share/jupyter/kernels``.
-
-The runner's own prefix is not searched.  Among the names found, the exact language name wins,
-else the greatest name in sorted order that starts with it (``python3.12`` over ``python3.11``).
+default search (the runner's own prefix) can miss the image's kernel and pick the wrong
+interpreter.  The search order and the choice rule are in this package's README ("Query mode's
+Jupyter kernel"); ``search_path`` and ``choose`` implement them.
 """
 
 from __future__ import annotations
