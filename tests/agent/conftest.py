@@ -44,6 +44,7 @@ module, replaced after a test that fails or kills it.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -198,9 +199,21 @@ def new_runner_spec(tmp: Path, choice: RunnerChoice) -> RunnerSpec:
         "--repl-out-port", str(p_out),
         "--work-dir", str(work),
         "--config-dir", str(config),
-        "python",
+        # RUNTIME_PATH, as the agent gives it: user code and the Jupyter kernel run on it.
+        "python", choice.python,
     ]  # fmt: skip
-    return RunnerSpec("new", argv, work, p_in, p_out, dict(choice.env))
+    return RunnerSpec("new", argv, work, p_in, p_out, python_kernelspec(tmp, choice.env))
+
+
+def python_kernelspec(tmp: Path, env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` with a JUPYTER_PATH holding Jupyter's usual python3 kernelspec (a bare
+    ``python``, which the runner replaces by RUNTIME_PATH), as an image registers it."""
+    spec_dir = tmp / "jupyter" / "kernels" / "python3"
+    spec_dir.mkdir(parents=True, exist_ok=True)
+    argv = ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    spec = {"argv": argv, "display_name": "Python 3", "language": "python"}
+    (spec_dir / "kernel.json").write_text(json.dumps(spec))
+    return {**env, "JUPYTER_PATH": str(tmp / "jupyter")}
 
 
 def upstream_runner_spec(choice: RunnerChoice) -> RunnerSpec:
