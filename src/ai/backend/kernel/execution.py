@@ -132,6 +132,7 @@ async def _forward(
 async def _to_container_log(_: Record, chunk: bytes) -> None:
     sys.stderr.buffer.write(chunk)
     sys.stderr.buffer.flush()
+    await asyncio.sleep(0)  # a leftover that writes without pause must not starve the runner
 
 
 async def _drain_to_log(fd: int) -> None:
