@@ -207,14 +207,6 @@ def test_bootstrap_failure_is_reported_once(start_kernel: StartKernel) -> None:
     assert kernel.agent.query("echo hi").stderr == ""
 
 
-def test_missing_jupyter_kernelspec_is_reported(start_kernel: StartKernel) -> None:
-    kernel = start_kernel("r")  # no "ir" kernelspec here: query mode reports it, batch works
-    result = kernel.agent.query("1 + 1")
-    assert result.exit_code() == 127
-    assert "kernelspec" in result.stderr
-    assert kernel.agent.batch(exec="echo batch").stdout == "batch\n"
-
-
 @pytest.mark.parametrize(
     "runtime, snippet, reason",
     [
