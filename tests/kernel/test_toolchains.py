@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -186,3 +187,14 @@ def test_node_waiting_in_its_event_loop_gets_input(start_kernel: StartKernel) ->
     assert result.types().count(Record.WAITING_INPUT) == 1
     assert result.stdout.endswith("hi Di\n")
     assert result.exit_code() == 0
+
+
+def test_program_polling_stdin_gets_input(start_kernel: StartKernel) -> None:
+    # MIT Scheme waits for console input in ppoll(2), not read(2).
+    code = (
+        "import select, sys\npoller = select.poll()\npoller.register(0, select.POLLIN)\n"
+        "poller.poll()\nprint('hi', sys.stdin.readline().strip())\n"
+    )
+    result = start_kernel("git").agent.query(f'{sys.executable} -c "{code}"', inputs=["Ed"])
+    assert result.types().count(Record.WAITING_INPUT) == 1
+    assert (result.stdout, result.exit_code()) == ("hi Ed\n", 0), result.stderr

@@ -3,8 +3,8 @@
 Each execution runs in a new session, so its whole process tree shares one process group that
 ``interrupt`` and shutdown can signal.  Its stdin is a pipe owned by the runner: a watcher polls
 ``/proc/<pid>/task/<tid>/syscall`` of the session's processes, and when one of them blocks in
-a read on that (empty) pipe, or in epoll with the pipe registered, it asks the agent for input
-and writes the answer, plus a newline, into the pipe.
+a read on that (empty) pipe, or in epoll or poll with the pipe among the watched descriptors, it
+asks the agent for input and writes the answer, plus a newline, into the pipe.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import logging
 import os
 import platform
 import signal
+import struct
 import termios
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -41,6 +42,13 @@ _EPOLL_SYSCALLS = {
     "x86_64": {232, 281, 441},
     "aarch64": {22, 441},
 }.get(platform.machine(), set())
+_POLL_SYSCALLS = {
+    # poll, ppoll (MIT Scheme waits for console input here)
+    "x86_64": {7, 271},
+    "aarch64": {73},
+}.get(platform.machine(), set())
+POLL_MAX_FDS = 1024
+POLLIN = 0x1
 
 
 async def _wait_fd(fd: int, *, writable: bool = False) -> None:
@@ -115,17 +123,31 @@ def _epoll_targets(pid: int, epoll_fd: int) -> list[int]:
         return [int(line.split()[1]) for line in f if line.startswith("tfd:")]
 
 
+def _poll_targets(pid: int, pollfds: int, count: int) -> list[int]:
+    """The descriptors that a poll(2) array in the process's memory watches for reading."""
+    if not 0 < count <= POLL_MAX_FDS:
+        return []
+    with open(f"/proc/{pid}/mem", "rb") as mem:
+        mem.seek(pollfds)
+        array = mem.read(8 * count)
+    entries = struct.iter_unpack("=ihh", array[: len(array) // 8 * 8])  # struct pollfd
+    # poll(2) skips negative descriptors.
+    return [fd for fd, events, _ in entries if fd >= 0 and events & POLLIN]
+
+
 def _waits_on_pipe(pid: int, tid: str, pipe_link: str) -> bool:
-    """Whether the thread is blocked reading the pipe, directly or through epoll."""
+    """Whether the thread is blocked reading the pipe, directly or through epoll or poll."""
     with open(f"/proc/{pid}/task/{tid}/syscall") as f:
         fields = f.read().split()
     if not fields[0].isdigit():  # "running", or "-1 ..." outside a system call
         return False
-    number, fd = int(fields[0]), int(fields[1], 16)
+    number, first, second = int(fields[0]), int(fields[1], 16), int(fields[2], 16)
     if number in _READ_SYSCALLS:
-        fds = [fd]
+        fds = [first]
     elif number in _EPOLL_SYSCALLS:
-        fds = _epoll_targets(pid, fd)
+        fds = _epoll_targets(pid, first)
+    elif number in _POLL_SYSCALLS:
+        fds = _poll_targets(pid, first, second)
     else:
         return False
     return any(os.readlink(f"/proc/{pid}/fd/{target}") == pipe_link for target in fds)
