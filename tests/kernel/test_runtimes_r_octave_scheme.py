@@ -7,6 +7,7 @@ of CPU); the tests leave it idle, so their order does not matter.
 from __future__ import annotations
 
 import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,13 @@ from jupyter_client.kernelspec import KernelSpecManager
 from ai.backend.kernel.protocol import Op, Record
 
 INTERRUPT_GRACE = "1"
+# Where the runners started here find kernels: their user and JUPYTER_PATH directories are
+# temporary, so a kernel must be in their Python's prefix or a system directory.
+SHARED_KERNEL_DIRS = [
+    f"{sys.prefix}/share/jupyter/kernels",
+    "/usr/local/share/jupyter/kernels",
+    "/usr/share/jupyter/kernels",
+]
 
 
 @dataclass(frozen=True)
@@ -103,9 +111,10 @@ def _missing(runtime: Runtime) -> str:
     if absent:
         return f"{runtime.key}: {', '.join(absent)} not installed"
     if runtime.kernelspec:
-        specs = KernelSpecManager().find_kernel_specs()
+        specs = KernelSpecManager(kernel_dirs=SHARED_KERNEL_DIRS).find_kernel_specs()
         if not any(name.startswith(runtime.kernelspec) for name in specs):
-            return f"{runtime.key}: no Jupyter kernelspec named {runtime.kernelspec}*"
+            where = ", ".join(SHARED_KERNEL_DIRS)
+            return f"{runtime.key}: no Jupyter kernelspec named {runtime.kernelspec}* in {where}"
     return ""
 
 
