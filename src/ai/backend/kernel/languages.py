@@ -235,7 +235,10 @@ LANGUAGES: Mapping[str, Language] = {
             Jupyter("julia"),
             ".jl",
             exec=(Step("main.jl", ("{runtime}", "main.jl")),),
-            env=(("JULIA_LOAD_PATH", "/opt/julia:/usr/local/julia"),),
+            # The images' package directories first; the trailing separator appends Julia's
+            # default load path (the active project, ~/.julia's environment, the stdlib), where
+            # a stock install keeps IJulia.
+            env=(("JULIA_LOAD_PATH", "/opt/julia:/usr/local/julia:"),),
             init=("/usr/local/bin/movecompiled.sh",),
         ),
         Language(
