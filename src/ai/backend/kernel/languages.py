@@ -80,15 +80,14 @@ class Language:
     """Image-provided start-up script, run in the background when it exists."""
 
 
-def _script(key: str, runtime: tuple[str, ...], suffix: str) -> Language:
+def _script(key: str, runtime: tuple[str, ...], suffix: str, flags: Argv = ()) -> Language:
     """An interpreted language: query runs the snippet file, exec runs main<suffix>."""
-    run = ("{runtime}", "{src}")
     return Language(
         key,
         runtime,
-        Programs((run,)),
+        Programs((("{runtime}", *flags, "{src}"),)),
         suffix,
-        exec=(Step(f"main{suffix}", ("{runtime}", f"main{suffix}")),),
+        exec=(Step(f"main{suffix}", ("{runtime}", *flags, f"main{suffix}")),),
     )
 
 
@@ -109,7 +108,34 @@ def _c_family(key: str, runtime: tuple[str, ...], suffix: str, flags: str) -> La
     )
 
 
-_SCHEME_EXIT = ("--eval", "(exit)")
+# MIT Scheme answers an error in a loaded file with a nested REPL that reads stdin, which the
+# runner would take for a program asking the user for input.  Instead, load the file (named
+# after --args) with a handler that reports the error on stderr and exits with 14, the code
+# MIT Scheme itself ends with when its input runs out in an error REPL, and exit once it is
+# loaded.  An interrupt aborts that expression to the top level, where the next one exits
+# with 130, as a shell reports SIGINT.
+_SCHEME_LOAD = (
+    "(begin"
+    " (with-exception-handler"
+    "  (lambda (e)"
+    "   (let ((port (current-error-port)))"
+    "    (if (condition? e) (write-string (condition/report-string e) port) (write e port))"
+    "    (newline port)"
+    "    (exit 14)))"
+    "  (lambda ()"
+    "   (parameterize ((param:suppress-loading-message? #t))"
+    "    (load (car (command-line-arguments))))))"
+    " (exit))"
+)
+
+
+def _scheme_run(file: str) -> Argv:
+    return ("{runtime}", "--quiet", "--eval", _SCHEME_LOAD, "--eval", "(exit 130)", "--args", file)
+
+
+# Octave 7 reports an error at exit when it cannot create ~/.local/share/octave for its
+# history; a script run has no use for the history anyway.
+_OCTAVE_FLAGS = ("--no-history",)
 _PYTHON_BUILD = ("{runtime}", "-m", "pip", "install", "--user", "-e", ".")
 
 LANGUAGES: Mapping[str, Language] = {
@@ -209,7 +235,10 @@ LANGUAGES: Mapping[str, Language] = {
             Jupyter("julia"),
             ".jl",
             exec=(Step("main.jl", ("{runtime}", "main.jl")),),
-            env=(("JULIA_LOAD_PATH", "/opt/julia:/usr/local/julia"),),
+            # The images' package directories first; the trailing separator appends Julia's
+            # default load path (the active project, ~/.julia's environment, the stdlib), where
+            # a stock install keeps IJulia.
+            env=(("JULIA_LOAD_PATH", "/opt/julia:/usr/local/julia:"),),
             init=("/usr/local/bin/movecompiled.sh",),
         ),
         Language(
@@ -221,7 +250,7 @@ LANGUAGES: Mapping[str, Language] = {
         ),
         _script("lua", ("/usr/local/bin/lua", "/usr/bin/lua", "lua"), ".lua"),
         _script("nodejs", ("/usr/bin/node", "node"), ".js"),
-        _script("octave", ("/usr/bin/octave-cli", "octave-cli"), ".m"),
+        _script("octave", ("/usr/bin/octave-cli", "octave-cli"), ".m", _OCTAVE_FLAGS),
         Language(
             "php",
             ("/usr/bin/php", "php"),
@@ -232,9 +261,9 @@ LANGUAGES: Mapping[str, Language] = {
         Language(
             "scheme",
             ("/usr/bin/scheme", "scheme", "mit-scheme"),
-            Programs((("{runtime}", "--quiet", "--load", "{src}", *_SCHEME_EXIT),)),
+            Programs((_scheme_run("{src}"),)),
             ".scm",
-            exec=(Step("main.scm", ("{runtime}", "--quiet", "--load", "main.scm", *_SCHEME_EXIT)),),
+            exec=(Step("main.scm", _scheme_run("main.scm")),),
         ),
         # A snippet for the git runtime is a shell script (e.g. `git log --oneline`).
         _script("git", ("/bin/sh",), ".sh"),
