@@ -2,48 +2,28 @@
 """The runner driven by the real agent (backend.ai-agent 24.3.x) over its two sockets.
 
 Each test gets a fresh runner subprocess, or shares one if it is marked ``shared_runner``
-(see conftest.py). Every agent call is bounded: where the agent itself would wait forever
-(status, completion), the test fails instead.
+(see tests/agent/harness.py). Every agent call is bounded: where the agent itself would wait
+forever (status, completion), the test fails instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
-from tests.agent.conftest import new_run_id
-from tests.support.processes import still_running
+from tests.agent.harness import AgentSession, RunResult, new_run_id
+from tests.support.processes import processes_matching, still_running
 
-if TYPE_CHECKING:
-    from tests.agent.conftest import AgentSession, RunResult
-
-# For tests that leave the runner as they found it: they share one (see conftest.py).
+# For tests that leave the runner as they found it: they share one (see tests/agent/harness.py).
 shared_runner = pytest.mark.shared_runner
-
-
-def processes_matching(needle: str) -> list[int]:
-    """PIDs whose command line contains `needle`."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read().replace(b"\0", b" ")
-        except OSError:
-            continue
-        if needle.encode() in cmdline:
-            found.append(int(entry))
-    return found
 
 
 def unique_sleep(seconds: int) -> str:
