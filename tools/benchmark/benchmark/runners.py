@@ -1,0 +1,120 @@
+"""The runners under test: their command lines and environments, started and stopped."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.support.processes import free_ports, start_process, stop_process_tree, wait_ports_free
+
+from ai.backend.kernel.agent_client import AgentClient
+
+from .config import RUN_TIMEOUT, BenchError, Config
+
+
+@dataclass
+class RunnerCommand:
+    label: str
+    argv: list[str]
+    cwd: Path
+    env: dict[str, str]
+    in_port: int
+    out_port: int
+
+    @property
+    def fixed_ports(self) -> bool:
+        """Upstream binds 2000/2001, whatever we ask for."""
+        return self.label == "upstream"
+
+
+@dataclass
+class RunningRunner:
+    command: RunnerCommand
+    proc: subprocess.Popen[bytes]
+    client: AgentClient
+    started: float  # time.perf_counter() just before the process started
+    log: Path
+
+    def log_tail(self, lines: int = 3) -> str:
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+        return " | ".join(text.strip().splitlines()[-lines:])
+
+
+@contextmanager
+def running(command: RunnerCommand, log_dir: Path) -> Iterator[RunningRunner]:
+    """The runner started, with a client connected before it binds, and stopped afterwards."""
+    if command.fixed_ports and not wait_ports_free([command.in_port, command.out_port]):
+        raise BenchError(f"ports {command.in_port}/{command.out_port} are in use")
+    log = log_dir / f"{command.label}-{time.monotonic_ns()}.log"
+    client = AgentClient(command.in_port, command.out_port, timeout=RUN_TIMEOUT)
+    started = time.perf_counter()
+    proc = start_process(command.argv, cwd=command.cwd, env=command.env, log=log)
+    client.alive = lambda: proc.poll() is None
+    try:
+        yield RunningRunner(command, proc, client, started, log)
+    finally:
+        client.close()
+        stop_process_tree(proc)
+
+
+def repo_src() -> Path | None:
+    src = Path(__file__).resolve().parents[3] / "src"
+    return src if (src / "ai" / "backend" / "kernel").is_dir() else None
+
+
+def runner_env() -> dict[str, str]:
+    """This environment, but let the runners write bytecode caches (see measure.prime())."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
+def new_runner_env(explicit_python: bool) -> dict[str, str]:
+    """With the default python (this one), give the runner this process's import path, so
+    it finds the same ai.backend.kernel (a pex's, or the work tree's src/)."""
+    env = runner_env()
+    if explicit_python:
+        return env
+    paths = [p for p in sys.path if p]
+    src = repo_src()
+    if src is not None:  # run from the work tree: its runner, not an installed one
+        paths.insert(0, str(src))
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    return env
+
+
+def new_runner_command(cfg: Config) -> RunnerCommand:
+    work = cfg.log_dir / "new-work"
+    config = cfg.log_dir / "new-config"
+    work.mkdir(exist_ok=True)
+    config.mkdir(exist_ok=True)
+    in_port, out_port = free_ports()
+    argv = [
+        cfg.new_python, "-m", "ai.backend.kernel",
+        "--bind", "127.0.0.1",
+        "--repl-in-port", str(in_port),
+        "--repl-out-port", str(out_port),
+        "--work-dir", str(work),
+        "--config-dir", str(config),
+        "python", cfg.new_python,
+    ]  # fmt: skip
+    env = new_runner_env(cfg.new_python_explicit)
+    return RunnerCommand("new", argv, work, env, in_port, out_port)
+
+
+def describe_new_runner(command: RunnerCommand) -> str:
+    probe = "import ai.backend.kernel as k; print(k.__file__)"
+    out = subprocess.run(
+        [command.argv[0], "-c", probe], capture_output=True, text=True, env=command.env
+    )
+    lines = (out.stdout or out.stderr).strip().splitlines()
+    return lines[-1] if lines else f"exit {out.returncode}"
