@@ -55,17 +55,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-import psutil
 import pytest
 
 from tests.built_wheels import create_venv_with_wheels, wheels_by_project
-from tests.support.processes import (
-    descendants_of,
-    free_ports,
-    start_process,
-    stop_process_tree,
-    wait_ports_free,
-)
+from tests.support.processes import RunnerCommand, RunnerProcess, free_ports, start_runner
 
 with warnings.catch_warnings():
     # ai.backend.agent.agent imports pkg_resources, which warns on import.
@@ -92,37 +85,6 @@ SERVICE_PORTS: list[dict[str, Any]] = [
 # --------------------------------------------------------------------------------------
 # Runner subprocess
 # --------------------------------------------------------------------------------------
-
-
-@dataclass
-class RunnerSpec:
-    flavour: str  # "new" or "upstream"
-    argv: list[str]
-    work_dir: Path  # also the runner's cwd
-    in_port: int
-    out_port: int
-    env: dict[str, str]
-
-
-@dataclass
-class RunnerProcess:
-    spec: RunnerSpec
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log_tail(self, limit: int = 6000) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "<no log>"
-        return text[-limit:]
-
-    def descendants(self) -> list[psutil.Process]:
-        return descendants_of(self.proc.pid)
-
-    def stop(self) -> int | None:
-        """SIGTERM, wait, then SIGKILL whatever is left of what we started."""
-        return stop_process_tree(self.proc, grace=STOP_TIMEOUT)
 
 
 @dataclass
@@ -192,7 +154,7 @@ def _check_new_runner_cli(choice: RunnerChoice) -> None:
         )
 
 
-def new_runner_spec(tmp: Path, choice: RunnerChoice) -> RunnerSpec:
+def new_runner_command(tmp: Path, choice: RunnerChoice) -> RunnerCommand:
     work, config = tmp / "work", tmp / "config"
     work.mkdir(parents=True, exist_ok=True)
     config.mkdir(parents=True, exist_ok=True)
@@ -206,23 +168,15 @@ def new_runner_spec(tmp: Path, choice: RunnerChoice) -> RunnerSpec:
         "--config-dir", str(config),
         "python",
     ]  # fmt: skip
-    return RunnerSpec("new", argv, work, p_in, p_out, dict(choice.env))
+    return RunnerCommand("new", argv, work, dict(choice.env), p_in, p_out)
 
 
-def upstream_runner_spec(choice: RunnerChoice) -> RunnerSpec:
+def upstream_runner_command(choice: RunnerChoice) -> RunnerCommand:
     work, config = Path("/home/work"), Path("/home/config")
     work.mkdir(parents=True, exist_ok=True)
     config.mkdir(parents=True, exist_ok=True)
     argv = [choice.python, "-m", "ai.backend.kernel", "python", choice.python]
-    return RunnerSpec("upstream", argv, work, 2000, 2001, dict(choice.env))
-
-
-def start_runner(spec: RunnerSpec, log_dir: Path) -> RunnerProcess:
-    if spec.flavour == "upstream" and not wait_ports_free([spec.in_port, spec.out_port]):
-        pytest.fail(f"ports {spec.in_port}/{spec.out_port} are still in use: another runner?")
-    log_path = log_dir / f"runner-{spec.in_port}.log"
-    proc = start_process(spec.argv, cwd=spec.work_dir, env=spec.env, log=log_path)
-    return RunnerProcess(spec, proc, log_path)
+    return RunnerCommand("upstream", argv, work, dict(choice.env), 2000, 2001, fixed_ports=True)
 
 
 # --------------------------------------------------------------------------------------
@@ -348,14 +302,14 @@ class AgentSession:
             service_ports=SERVICE_PORTS,
             environ={},
             data={
-                "repl_in_port": self.runner.spec.in_port,
-                "repl_out_port": self.runner.spec.out_port,
+                "repl_in_port": self.runner.command.in_port,
+                "repl_out_port": self.runner.command.out_port,
             },
         )
 
     @property
     def work_dir(self) -> Path:
-        return self.runner.spec.work_dir
+        return self.runner.command.cwd
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = CALL_TIMEOUT) -> T:
         return self.loop.run_until_complete(self._bounded(coro, timeout))
@@ -455,7 +409,7 @@ class AgentSession:
         try:
             self.run(self.kernel.runner.close(), timeout=10)  # type: ignore[union-attr]
         finally:
-            self.runner.stop()
+            self.runner.stop(grace=STOP_TIMEOUT)
 
 
 def new_run_id() -> str:
@@ -473,19 +427,19 @@ def checked_runner_choice(tmp_factory: pytest.TempPathFactory) -> RunnerChoice:
     return choice
 
 
-def runner_spec_for(choice: RunnerChoice, tmp: Path) -> RunnerSpec:
+def runner_command_for(choice: RunnerChoice, tmp: Path) -> RunnerCommand:
     if choice.flavour == "upstream":
-        return upstream_runner_spec(choice)
-    return new_runner_spec(tmp, choice)
+        return upstream_runner_command(choice)
+    return new_runner_command(tmp, choice)
 
 
 def start_session(loop: asyncio.AbstractEventLoop, choice: RunnerChoice, tmp: Path) -> AgentSession:
     """A runner started in ``tmp`` (or upstream's fixed place) with the agent driving it."""
-    proc = start_runner(runner_spec_for(choice, tmp), tmp)
+    proc = start_runner(runner_command_for(choice, tmp), tmp)
     try:
         return AgentSession(loop, proc)
     except BaseException:
-        proc.stop()
+        proc.stop(grace=STOP_TIMEOUT)
         raise
 
 

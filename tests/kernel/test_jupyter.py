@@ -85,10 +85,8 @@ def test_completion_uses_the_kernel(kernel: Any) -> None:
 
 
 def test_interrupt_stops_a_running_snippet(kernel: Any) -> None:
-    kernel.agent.send(Op.CODE, "import time\nprint('started', flush=True)\ntime.sleep(60)")
-    kernel.agent.collect_until_stdout("started\n")
-    kernel.agent.send(Op.INTERRUPT, "")
-    result = kernel.agent.collect(Record.FINISHED)
+    code = "import time\nprint('started', flush=True)\ntime.sleep(60)"
+    result = kernel.agent.query_interrupted(code, "started\n")
     assert result.exit_code() != 0
     assert "KeyboardInterrupt" in result.stderr
     assert kernel.agent.query("print('still here')").stdout == "still here\n"
@@ -101,10 +99,7 @@ def test_kernel_gets_the_child_environment(kernel: Any) -> None:
 
 def test_subprocess_in_snippet_can_be_interrupted(kernel: Any) -> None:
     code = "import subprocess\nprint('started', flush=True)\nsubprocess.run(['sleep', '60'])"
-    kernel.agent.send(Op.CODE, code)
-    kernel.agent.collect_until_stdout("started\n")
-    kernel.agent.send(Op.INTERRUPT, "")
-    assert kernel.agent.collect(Record.FINISHED).exit_code() != 0
+    assert kernel.agent.query_interrupted(code, "started\n").exit_code() != 0
 
 
 def test_dead_kernel_is_restarted(own_kernel: Any) -> None:
@@ -119,10 +114,7 @@ def test_kernel_ignoring_the_interrupt_is_restarted(own_kernel: Any) -> None:
         "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
         "print('started', flush=True)\ntime.sleep(60)"
     )
-    own_kernel.agent.send(Op.CODE, code)
-    own_kernel.agent.collect_until_stdout("started\n")
-    own_kernel.agent.send(Op.INTERRUPT, "")
-    result = own_kernel.agent.collect(Record.FINISHED)
+    result = own_kernel.agent.query_interrupted(code, "started\n")
     assert result.exit_code() != 0
     assert "restarting" in result.stderr
     assert own_kernel.agent.query("print('fresh')").stdout == "fresh\n"

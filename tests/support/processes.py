@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import ExitStack, suppress
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -77,6 +78,55 @@ def start_process(
             stderr=None if out is None else subprocess.STDOUT,
             start_new_session=True,
         )
+
+
+class PortsInUse(RuntimeError):
+    """A runner on fixed ports cannot start: another one still holds them."""
+
+
+@dataclass(frozen=True)
+class RunnerCommand:
+    """How to start one runner: its command line, directory, environment and ports."""
+
+    label: str  # for messages and log names, e.g. "new" or "upstream"
+    argv: list[str]
+    cwd: Path
+    env: dict[str, str]
+    in_port: int
+    out_port: int
+    fixed_ports: bool = False  # binds these whatever it is told (upstream's 2000/2001)
+
+
+@dataclass
+class RunnerProcess:
+    command: RunnerCommand
+    proc: subprocess.Popen[bytes]
+    log: Path  # its stdout and stderr
+    started: float  # time.perf_counter() just before it started
+
+    def log_tail(self, limit: int = 6000) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-limit:]
+        except OSError:
+            return "<no log>"
+
+    def descendants(self) -> list[psutil.Process]:
+        return descendants_of(self.proc.pid)
+
+    def stop(self, grace: float = 10.0) -> int | None:
+        """SIGTERM, wait, then SIGKILL whatever is left of what it started."""
+        return stop_process_tree(self.proc, grace=grace)
+
+
+def start_runner(command: RunnerCommand, log_dir: Path) -> RunnerProcess:
+    """Start a runner with its output in a log under ``log_dir``; one on fixed ports first
+    waits for the previous one to let them go."""
+    if command.fixed_ports and not wait_ports_free([command.in_port, command.out_port]):
+        raise PortsInUse(f"ports {command.in_port}/{command.out_port} are still in use")
+    log = log_dir / f"{command.label}-{command.in_port}-{time.monotonic_ns()}.log"
+    started = time.perf_counter()
+    proc = start_process(command.argv, cwd=command.cwd, env=command.env, log=log)
+    return RunnerProcess(command, proc, log, started)
 
 
 def is_running(proc: psutil.Process) -> bool:

@@ -7,9 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from statistics import median
 
-from tests.support.processes import rss_bytes, tree_rss_bytes
-
 from ai.backend.kernel.agent_client import RunnerExited, RunnerTimeout
+from tests.support.processes import RunnerCommand, rss_bytes, tree_rss_bytes
 
 from .baselines import JupyterBaseline
 from .client import (
@@ -21,7 +20,7 @@ from .client import (
     stream_throughput,
 )
 from .config import START_TIMEOUT, BenchError, Config, progress
-from .runners import RunnerCommand, RunningRunner, running
+from .runners import RunningRunner, running
 
 INTERLEAVE_BLOCK = 20  # query samples per turn, runner and bare jupyter_client alternating
 
@@ -49,12 +48,12 @@ def first_status(runner: RunningRunner) -> float:
     try:
         reply = runner.client.first_status(START_TIMEOUT)
     except RunnerExited as exc:
-        rc = runner.proc.poll()
+        rc = runner.process.proc.poll()
         raise BenchError(f"the runner exited with {rc} before answering") from exc
     except RunnerTimeout as exc:
         raise BenchError(str(exc)) from exc
     runner.client.drain(0.05)
-    return reply.answered_at - runner.started
+    return reply.answered_at - runner.process.started
 
 
 def warm_up(runner: RunningRunner) -> None:
@@ -115,8 +114,8 @@ def measure_round_trips(
 
 def measure_idle_rss(runner: RunningRunner, results: RunnerResults) -> None:
     time.sleep(1.0)
-    results.rss_idle = rss_bytes(runner.proc.pid)
-    results.rss_idle_tree = tree_rss_bytes(runner.proc.pid)
+    results.rss_idle = rss_bytes(runner.process.proc.pid)
+    results.rss_idle_tree = tree_rss_bytes(runner.process.proc.pid)
 
 
 def measure_stream(runner: RunningRunner, runs: int, results: RunnerResults) -> None:
@@ -124,7 +123,7 @@ def measure_stream(runner: RunningRunner, runs: int, results: RunnerResults) -> 
         samples = [stream_throughput(runner.client) for _ in range(runs)]
         results.stream = sorted(samples, key=lambda s: s.seconds)[len(samples) // 2]
         time.sleep(1.0)
-        results.rss_after_stream = rss_bytes(runner.proc.pid)
+        results.rss_after_stream = rss_bytes(runner.process.proc.pid)
 
     attempt(results, "stream", stream)
 

@@ -5,65 +5,47 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.processes import free_ports, start_process, stop_process_tree, wait_ports_free
-
 from ai.backend.kernel.agent_client import AgentClient
+from tests.support.processes import (
+    PortsInUse,
+    RunnerCommand,
+    RunnerProcess,
+    free_ports,
+    start_runner,
+)
 
 from .config import RUN_TIMEOUT, BenchError, Config
 
 
 @dataclass
-class RunnerCommand:
-    label: str
-    argv: list[str]
-    cwd: Path
-    env: dict[str, str]
-    in_port: int
-    out_port: int
-
-    @property
-    def fixed_ports(self) -> bool:
-        """Upstream binds 2000/2001, whatever we ask for."""
-        return self.label == "upstream"
-
-
-@dataclass
 class RunningRunner:
-    command: RunnerCommand
-    proc: subprocess.Popen[bytes]
+    process: RunnerProcess
     client: AgentClient
-    started: float  # time.perf_counter() just before the process started
-    log: Path
 
     def log_tail(self, lines: int = 3) -> str:
-        try:
-            text = self.log.read_text(errors="replace")
-        except OSError:
-            return ""
-        return " | ".join(text.strip().splitlines()[-lines:])
+        return " | ".join(self.process.log_tail().strip().splitlines()[-lines:])
 
 
 @contextmanager
 def running(command: RunnerCommand, log_dir: Path) -> Iterator[RunningRunner]:
     """The runner started, with a client connected before it binds, and stopped afterwards."""
-    if command.fixed_ports and not wait_ports_free([command.in_port, command.out_port]):
-        raise BenchError(f"ports {command.in_port}/{command.out_port} are in use")
-    log = log_dir / f"{command.label}-{time.monotonic_ns()}.log"
     client = AgentClient(command.in_port, command.out_port, timeout=RUN_TIMEOUT)
-    started = time.perf_counter()
-    proc = start_process(command.argv, cwd=command.cwd, env=command.env, log=log)
-    client.alive = lambda: proc.poll() is None
     try:
-        yield RunningRunner(command, proc, client, started, log)
+        process = start_runner(command, log_dir)
+    except PortsInUse as exc:
+        client.close()
+        raise BenchError(str(exc)) from exc
+    client.alive = lambda: process.proc.poll() is None
+    try:
+        yield RunningRunner(process, client)
     finally:
         client.close()
-        stop_process_tree(proc)
+        process.stop()
 
 
 def repo_src() -> Path | None:

@@ -6,8 +6,10 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from tests.support.processes import RunnerCommand
+
 from .config import BenchError, Config, notice, progress
-from .runners import RunnerCommand, runner_env
+from .runners import runner_env
 
 UPSTREAM_VERSION = "24.3.3"
 UPSTREAM_PORTS = (2000, 2001)
@@ -20,7 +22,9 @@ def upstream_command(python: Path) -> RunnerCommand:
     argv = [str(python), "-m", "ai.backend.kernel", "python", str(python)]
     env = {k: v for k, v in runner_env().items() if k != "PYTHONPATH"}
     in_port, out_port = UPSTREAM_PORTS
-    return RunnerCommand("upstream", argv, UPSTREAM_DIRS[0], env, in_port, out_port)
+    return RunnerCommand(
+        "upstream", argv, UPSTREAM_DIRS[0], env, in_port, out_port, fixed_ports=True
+    )
 
 
 def upstream_venv_ok(python: Path) -> bool:

@@ -239,6 +239,15 @@ class AgentClient:
         self.send(Op.CODE, code)
         return self.collect(Record.FINISHED, inputs=inputs)
 
+    def query_interrupted(self, code: str, started: str) -> Records:
+        """Send a query, interrupt it once its stdout shows ``started`` (printed and flushed
+        when it runs), and collect every record to its end."""
+        self.send(Op.CODE, code)
+        result = self.collect_until_stdout(started)
+        self.send(Op.INTERRUPT)
+        result.records += self.collect(Record.FINISHED).records
+        return result
+
     def start_batch(self, clean: str = "", build: str = "", exec: str = "") -> None:
         """Send the three steps of a batch run, as the agent does ("" skips a step)."""
         for op, command in ((Op.CLEAN, clean), (Op.BUILD, build), (Op.EXEC, exec)):
