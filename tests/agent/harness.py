@@ -58,7 +58,12 @@ from typing import Any, TypeVar, cast
 import pytest
 
 from tests.built_wheels import create_venv_with_wheels, wheels_by_project
-from tests.support.processes import RunnerCommand, RunnerProcess, free_ports, start_runner
+from tests.support.processes import (
+    RunnerCommand,
+    RunnerProcess,
+    local_runner_command,
+    start_runner,
+)
 
 with warnings.catch_warnings():
     # ai.backend.agent.agent imports pkg_resources, which warns on import.
@@ -152,23 +157,6 @@ def _check_new_runner_cli(choice: RunnerChoice) -> None:
             f"tests its wheel. `-m ai.backend.kernel --help` exited {out.returncode} without "
             f"--repl-in-port: {summary[:300]}"
         )
-
-
-def new_runner_command(tmp: Path, choice: RunnerChoice) -> RunnerCommand:
-    work, config = tmp / "work", tmp / "config"
-    work.mkdir(parents=True, exist_ok=True)
-    config.mkdir(parents=True, exist_ok=True)
-    p_in, p_out = free_ports(2)
-    argv = [
-        choice.python, "-m", "ai.backend.kernel",
-        "--bind", "127.0.0.1",
-        "--repl-in-port", str(p_in),
-        "--repl-out-port", str(p_out),
-        "--work-dir", str(work),
-        "--config-dir", str(config),
-        "python",
-    ]  # fmt: skip
-    return RunnerCommand("new", argv, work, dict(choice.env), p_in, p_out)
 
 
 def upstream_runner_command(choice: RunnerChoice) -> RunnerCommand:
@@ -430,7 +418,7 @@ def checked_runner_choice(tmp_factory: pytest.TempPathFactory) -> RunnerChoice:
 def runner_command_for(choice: RunnerChoice, tmp: Path) -> RunnerCommand:
     if choice.flavour == "upstream":
         return upstream_runner_command(choice)
-    return new_runner_command(tmp, choice)
+    return local_runner_command(choice.python, tmp, choice.env, "python")
 
 
 def start_session(loop: asyncio.AbstractEventLoop, choice: RunnerChoice, tmp: Path) -> AgentSession:

@@ -118,6 +118,27 @@ class RunnerProcess:
         return stop_process_tree(self.proc, grace=grace)
 
 
+def local_runner_command(
+    python: str, base: Path, env: Mapping[str, str], *args: str
+) -> RunnerCommand:
+    """This repository's runner run by ``python`` on free ports of 127.0.0.1, with its work
+    and config dirs under ``base``; ``args`` are the runtime type and what follows it."""
+    work, config = base / "work", base / "config"
+    work.mkdir(parents=True, exist_ok=True)
+    config.mkdir(parents=True, exist_ok=True)
+    in_port, out_port = free_ports()
+    argv = [
+        python, "-m", "ai.backend.kernel",
+        "--bind", "127.0.0.1",
+        "--repl-in-port", str(in_port),
+        "--repl-out-port", str(out_port),
+        "--work-dir", str(work),
+        "--config-dir", str(config),
+        *args,
+    ]  # fmt: skip
+    return RunnerCommand("new", argv, work, dict(env), in_port, out_port)
+
+
 def start_runner(command: RunnerCommand, log_dir: Path) -> RunnerProcess:
     """Start a runner with its output in a log under ``log_dir``; one on fixed ports first
     waits for the previous one to let them go."""

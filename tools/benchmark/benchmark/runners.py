@@ -15,7 +15,7 @@ from tests.support.processes import (
     PortsInUse,
     RunnerCommand,
     RunnerProcess,
-    free_ports,
+    local_runner_command,
     start_runner,
 )
 
@@ -75,22 +75,9 @@ def new_runner_env(explicit_python: bool) -> dict[str, str]:
 
 
 def new_runner_command(cfg: Config) -> RunnerCommand:
-    work = cfg.log_dir / "new-work"
-    config = cfg.log_dir / "new-config"
-    work.mkdir(exist_ok=True)
-    config.mkdir(exist_ok=True)
-    in_port, out_port = free_ports()
-    argv = [
-        cfg.new_python, "-m", "ai.backend.kernel",
-        "--bind", "127.0.0.1",
-        "--repl-in-port", str(in_port),
-        "--repl-out-port", str(out_port),
-        "--work-dir", str(work),
-        "--config-dir", str(config),
-        "python", cfg.new_python,
-    ]  # fmt: skip
     env = new_runner_env(cfg.new_python_explicit)
-    return RunnerCommand("new", argv, work, env, in_port, out_port)
+    python = cfg.new_python
+    return local_runner_command(python, cfg.log_dir / "new", env, "python", python)
 
 
 def describe_new_runner(command: RunnerCommand) -> str:
