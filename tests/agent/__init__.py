@@ -1,1 +1,1 @@
-# See tests/__init__.py: pytest then imports this directory as `tests.agent`.
+"""The runner driven by the real agent; a package so that pytest imports it as `tests.agent`."""

@@ -2,48 +2,28 @@
 """The runner driven by the real agent (backend.ai-agent 24.3.x) over its two sockets.
 
 Each test gets a fresh runner subprocess, or shares one if it is marked ``shared_runner``
-(see conftest.py). Every agent call is bounded: where the agent itself would wait forever
-(status, completion), the test fails instead.
+(see tests/agent/harness.py). Every agent call is bounded: where the agent itself would wait
+forever (status, completion), the test fails instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
-from tests.agent.conftest import new_run_id
-from tests.support.processes import still_running
+from tests.agent.harness import AgentSession, RunResult, new_run_id
+from tests.support.processes import processes_matching, still_running
 
-if TYPE_CHECKING:
-    from tests.agent.conftest import AgentSession, RunResult
-
-# For tests that leave the runner as they found it: they share one (see conftest.py).
+# For tests that leave the runner as they found it: they share one (see tests/agent/harness.py).
 shared_runner = pytest.mark.shared_runner
-
-
-def processes_matching(needle: str) -> list[int]:
-    """PIDs whose command line contains `needle`."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read().replace(b"\0", b" ")
-        except OSError:
-            continue
-        if needle.encode() in cmdline:
-            found.append(int(entry))
-    return found
 
 
 def unique_sleep(seconds: int) -> str:
@@ -85,30 +65,18 @@ def test_ping(agent: AgentSession) -> None:
 
 @shared_runner
 def test_get_apps_returns_empty_list(agent: AgentSession) -> None:
-    start = time.monotonic()
     result = agent.run(agent.kernel.get_service_apps())
     # On no answer the agent returns {"status": "failed", "error": "timeout"} after 10 s.
     assert result == {"status": "done", "data": []}
-    assert time.monotonic() - start < 5
 
 
 @shared_runner
-def test_start_service_fails_fast(agent: AgentSession) -> None:
-    start = time.monotonic()
+def test_start_service_of_an_unknown_service_is_refused_by_the_runner(agent: AgentSession) -> None:
+    """`not-a-service` passes the agent's own name check, so the answer is the runner's."""
     result = agent.run(agent.kernel.start_service("not-a-service", {}))
-    elapsed = time.monotonic() - start
     assert result["status"] == "failed", result
     # "timeout" is what the agent makes up when the runner never answers.
     assert result.get("error") not in (None, "", "timeout", "cancelled"), result
-    assert elapsed < 9, f"start-service took {elapsed:.1f} s"
-
-
-@shared_runner
-def test_start_service_unknown_name_is_rejected_by_agent(agent: AgentSession) -> None:
-    result = agent.run(agent.kernel.start_service("not-in-service-ports", {}))
-    assert result == {"status": "failed", "error": "invalid service name"}
-    # ...and the runner is still fine afterwards.
-    assert agent.run(agent.kernel.check_status()) is not None
 
 
 @shared_runner
@@ -251,18 +219,16 @@ def test_interrupt_query(agent: AgentSession, tmp_path: Path) -> None:
     started = tmp_path / "started"
     code = f"import time\nopen({str(started)!r}, 'w').close()\ntime.sleep(60)"
 
-    async def scenario() -> tuple[RunResult, float]:
+    async def scenario() -> RunResult:
         task = asyncio.ensure_future(agent.execute_until_status(new_run_id(), "query", code))
         await wait_until(started.exists, "the snippet starting")
         assert not task.done(), "sleep(60) finished early"
         assert await agent.kernel.interrupt_kernel() == {"status": "finished"}
-        start = time.monotonic()
-        result = await task
-        return result, time.monotonic() - start
+        return await task
 
-    result, elapsed = agent.run(scenario(), timeout=40)
+    # Bounded below the snippet's 60 s: only the interrupt can end it in time.
+    result = agent.run(scenario(), timeout=40)
     assert result.status == "finished"
-    assert elapsed < 15, f"the interrupted snippet took {elapsed:.1f} s to finish"
     assert result.exit_code not in (None, 0)
     assert "KeyboardInterrupt" in result.stderr
     assert agent.query("print('alive')").stdout == "alive\n"
@@ -354,11 +320,9 @@ def test_interrupt_batch_kills_the_process_tree(agent: AgentSession) -> None:
         await wait_until(lambda: bool(processes_matching(sleep)), "sleep starting")
         assert not task.done(), "sleep finished early"
         await agent.kernel.interrupt_kernel()
-        start = time.monotonic()
-        result = await task
-        assert time.monotonic() - start < 15, "the interrupted batch did not finish in 15 s"
-        return result
+        return await task
 
+    # Bounded below the sleep's 61 s: only the interrupt can end it in time.
     result = agent.run(scenario(), timeout=45)
     assert result.status == "finished"
     assert result.exit_code not in (None, 0)

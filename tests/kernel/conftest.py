@@ -1,4 +1,4 @@
-"""A fake agent written from the wire protocol, and a fixture that starts runners on free ports."""
+"""Fixtures that start runners on free ports, each driven by the agent side of the protocol."""
 
 from __future__ import annotations
 
@@ -9,132 +9,23 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
-import zmq
 
-from ai.backend.kernel.protocol import Op, Record, decode_exit, decode_status
-from tests.support.processes import free_ports, stop_process_tree
+from ai.backend.kernel.agent_client import AgentClient
+from tests.support import processes
+from tests.support.processes import free_ports, start_process, stop_process_tree
 
-RECV_TIMEOUT_MS = 30_000
-
-
-@dataclass
-class Result:
-    """Records as they arrived; their types stay ``str``, as read from the wire."""
-
-    records: list[tuple[str, bytes]] = field(default_factory=list)
-
-    def text(self, kind: Record) -> str:
-        return b"".join(p for t, p in self.records if t == kind).decode()
-
-    @property
-    def stdout(self) -> str:
-        return self.text(Record.STDOUT)
-
-    @property
-    def stderr(self) -> str:
-        return self.text(Record.STDERR)
-
-    def types(self) -> list[str]:
-        return [t for t, _ in self.records if t not in (Record.STDOUT, Record.STDERR)]
-
-    def exit_code(self, kind: Record = Record.FINISHED) -> int:
-        return decode_exit(next(p for t, p in self.records if t == kind))
-
-    def json_payloads(self, kind: Record) -> list[Any]:
-        return [json.loads(p) for t, p in self.records if t == kind]
-
-    def after(self, kind: Record) -> Result:
-        """The records that follow the first one of ``kind``, e.g. an exec step's output."""
-        index = next(i for i, (t, _) in enumerate(self.records) if t == kind)
-        return Result(self.records[index + 1 :])
-
-
-class FakeAgent:
-    """Talks to the runner like the agent's AbstractCodeRunner: PUSH ops, PULL records."""
-
-    def __init__(self, in_port: int, out_port: int) -> None:
-        self.context = zmq.Context()
-        self.push = self.context.socket(zmq.PUSH)
-        self.pull = self.context.socket(zmq.PULL)
-        for sock in (self.push, self.pull):
-            sock.setsockopt(zmq.LINGER, 50)
-        self.push.connect(f"tcp://127.0.0.1:{in_port}")
-        self.pull.connect(f"tcp://127.0.0.1:{out_port}")
-        self.runner_alive: Callable[[], bool] = lambda: True
-
-    def send(self, op: Op, payload: str = "") -> None:
-        self.push.send_multipart([op.encode(), payload.encode()])
-
-    def send_frames(self, frames: list[bytes]) -> None:
-        """Any frames at all, e.g. malformed messages."""
-        self.push.send_multipart(frames)
-
-    def recv(self, timeout_ms: int = RECV_TIMEOUT_MS) -> tuple[str, bytes]:
-        deadline = time.monotonic() + timeout_ms / 1000
-        while not self.pull.poll(100):
-            if not self.runner_alive():
-                raise RuntimeError("the runner exited")
-            if time.monotonic() > deadline:
-                raise TimeoutError("no record from the runner")
-        kind, payload = self.pull.recv_multipart()
-        return kind.decode(), payload
-
-    def collect(self, *until: Record, inputs: list[str] | None = None) -> Result:
-        """Gather records until each type in ``until`` has arrived once, answering inputs."""
-        remaining: list[str] = list(until)
-        answers, result = list(inputs or []), Result()
-        while remaining:
-            kind, payload = self.recv()
-            result.records.append((kind, payload))
-            if kind == Record.WAITING_INPUT and answers:
-                self.send(Op.INPUT, answers.pop(0))
-            if kind in remaining:
-                remaining.remove(kind)
-        return result
-
-    def collect_until_stdout(self, marker: str) -> Result:
-        """Gather records until the stdout so far contains ``marker``, e.g. the line a snippet
-        prints (flushed) once it runs, so that an interrupt sent next finds it running."""
-        result = Result()
-        while marker.encode() not in b"".join(p for t, p in result.records if t == Record.STDOUT):
-            result.records.append(self.recv())
-        return result
-
-    def status(self, timeout_ms: int = RECV_TIMEOUT_MS) -> dict[str, Any]:
-        self.send(Op.STATUS)
-        kind, payload = self.recv(timeout_ms)
-        # Like the agent, which routes status replies to their own queue.
-        while kind != Record.STATUS:
-            kind, payload = self.recv(timeout_ms)
-        return decode_status(payload)
-
-    def query(self, code: str, inputs: list[str] | None = None) -> Result:
-        self.send(Op.CODE, code)
-        return self.collect(Record.FINISHED, inputs=inputs)
-
-    def start_batch(self, clean: str = "", build: str = "", exec: str = "") -> None:
-        """Send the three steps of a batch run, as the agent does."""
-        for op, command in ((Op.CLEAN, clean), (Op.BUILD, build), (Op.EXEC, exec)):
-            self.send(op, command)
-
-    def batch(self, clean: str = "", build: str = "", exec: str = "", **kw: Any) -> Result:
-        self.start_batch(clean, build, exec)
-        return self.collect(Record.CLEAN_FINISHED, Record.BUILD_FINISHED, Record.FINISHED, **kw)
-
-    def close(self) -> None:
-        self.context.destroy(linger=0)
+START_TIMEOUT = 60.0  # seconds until a runner must answer its first `status`
+RECORD_TIMEOUT = 30.0  # seconds a test waits for any one record
 
 
 @dataclass
 class RunningKernel:
-    agent: FakeAgent
+    agent: AgentClient
     process: subprocess.Popen[bytes]
     work_dir: Path
     private_tmp: Path
@@ -145,6 +36,9 @@ class RunningKernel:
         if self.process.poll() is None:
             self.process.send_signal(sig)
         return self.process.wait(timeout=20)
+
+    def runner_alive(self) -> bool:
+        return self.process.poll() is None
 
 
 def hermetic_env(tmp: Path, private_tmp: Path) -> dict[str, str]:
@@ -181,9 +75,10 @@ class KernelLauncher:
         env: dict[str, str] | None = None,
         ports: bool = True,
         files: dict[str, str] | None = None,
+        ready: bool = True,
     ) -> RunningKernel:
         """Start a runner; ``files`` maps paths relative to its dirs ("work/x") to contents,
-        written before it starts."""
+        written before it starts. With ``ready``, return once it has answered `status`."""
         base = self.root / f"k{len(self.started)}"
         work_dir, config_dir = base / "work", base / "config"
         work_dir.mkdir(parents=True)
@@ -196,7 +91,7 @@ class KernelLauncher:
         private_tmp = Path(tempfile.mkdtemp(prefix="bai-test-"))
         process_env = hermetic_env(base, private_tmp)
         process_env.update(env or {})
-        in_port, out_port = free_ports(2)
+        in_port, out_port = free_ports()
         argv = [sys.executable, "-s", "-m", "ai.backend.kernel", runtime]
         argv += ["--work-dir", str(work_dir), "--config-dir", str(config_dir)]
         argv += ["--bind", "127.0.0.1", "--input-socket", str(base / "input.sock")]
@@ -206,13 +101,13 @@ class KernelLauncher:
             ports_file = config_dir / "intrinsic-ports.json"
             ports_file.write_text(json.dumps({"replin": in_port, "replout": out_port}))
         argv += extra  # options given by the test override the defaults above
-        # A session of its own, so that stop_all() can kill what is left of the runner's group.
-        process = subprocess.Popen(argv, env=process_env, cwd=work_dir, start_new_session=True)
-        kernel = RunningKernel(
-            FakeAgent(in_port, out_port), process, work_dir, private_tmp, in_port, out_port
-        )
-        kernel.agent.runner_alive = lambda: process.poll() is None
+        process = start_process(argv, cwd=work_dir, env=process_env)
+        agent = AgentClient(in_port, out_port, timeout=RECORD_TIMEOUT)
+        kernel = RunningKernel(agent, process, work_dir, private_tmp, in_port, out_port)
+        agent.alive = kernel.runner_alive
         self.started.append(kernel)
+        if ready:
+            agent.first_status(START_TIMEOUT)
         return kernel
 
     def stop_all(self) -> None:
@@ -238,15 +133,6 @@ def start_module_kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[St
     launcher.stop_all()
 
 
-def _wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
-
-
 @pytest.fixture
 def wait_until() -> Callable[..., bool]:
-    return _wait_until
+    return processes.wait_until

@@ -17,10 +17,11 @@ def test_agent_command_line_uses_container_defaults(tmp_path: Path) -> None:
         "python",
         "/usr/bin/python3",
     )
+    assert (args.work_dir, args.config_dir) == (Path("/home/work"), Path("/home/config"))
+    args.config_dir = tmp_path  # inside a container, /home/config may hold intrinsic-ports.json
     config = make_config(args)
     assert (config.bind, config.repl_in_port, config.repl_out_port) == ("*", 2000, 2001)
     assert config.work_dir == Path("/home/work")
-    assert config.config_dir == Path("/home/config")
     assert config.input_socket == Path("/tmp/bai-user-input.sock")
     assert config.service_def_dir == Path("/etc/backend.ai/service-defs")
 

@@ -20,7 +20,14 @@ TINY_PNG = (
 
 @pytest.fixture(scope="module")
 def kernel(start_module_kernel: Callable[..., Any]) -> Any:
+    """One runner for the tests that leave its Jupyter kernel running; those that kill or
+    restart it start their own (``own_kernel``), so that no test depends on the order."""
     return start_module_kernel("python", "--interrupt-grace", "0.5")
+
+
+@pytest.fixture
+def own_kernel(start_kernel: Callable[..., Any]) -> Any:
+    return start_kernel("python", "--interrupt-grace", "0.5")
 
 
 def test_state_is_kept_between_snippets(kernel: Any) -> None:
@@ -78,10 +85,8 @@ def test_completion_uses_the_kernel(kernel: Any) -> None:
 
 
 def test_interrupt_stops_a_running_snippet(kernel: Any) -> None:
-    kernel.agent.send(Op.CODE, "import time\nprint('started', flush=True)\ntime.sleep(60)")
-    kernel.agent.collect_until_stdout("started\n")
-    kernel.agent.send(Op.INTERRUPT, "")
-    result = kernel.agent.collect(Record.FINISHED)
+    code = "import time\nprint('started', flush=True)\ntime.sleep(60)"
+    result = kernel.agent.query_interrupted(code, "started\n")
     assert result.exit_code() != 0
     assert "KeyboardInterrupt" in result.stderr
     assert kernel.agent.query("print('still here')").stdout == "still here\n"
@@ -94,28 +99,22 @@ def test_kernel_gets_the_child_environment(kernel: Any) -> None:
 
 def test_subprocess_in_snippet_can_be_interrupted(kernel: Any) -> None:
     code = "import subprocess\nprint('started', flush=True)\nsubprocess.run(['sleep', '60'])"
-    kernel.agent.send(Op.CODE, code)
-    kernel.agent.collect_until_stdout("started\n")
-    kernel.agent.send(Op.INTERRUPT, "")
-    assert kernel.agent.collect(Record.FINISHED).exit_code() != 0
+    assert kernel.agent.query_interrupted(code, "started\n").exit_code() != 0
 
 
-def test_dead_kernel_is_restarted(kernel: Any) -> None:
-    result = kernel.agent.query("import os\nos._exit(1)")
+def test_dead_kernel_is_restarted(own_kernel: Any) -> None:
+    result = own_kernel.agent.query("import os\nos._exit(1)")
     assert result.exit_code() == 1
     assert "restarting" in result.stderr
-    assert kernel.agent.query("print('back')").stdout == "back\n"
+    assert own_kernel.agent.query("print('back')").stdout == "back\n"
 
 
-def test_kernel_ignoring_the_interrupt_is_restarted(kernel: Any) -> None:
+def test_kernel_ignoring_the_interrupt_is_restarted(own_kernel: Any) -> None:
     code = (
         "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
         "print('started', flush=True)\ntime.sleep(60)"
     )
-    kernel.agent.send(Op.CODE, code)
-    kernel.agent.collect_until_stdout("started\n")
-    kernel.agent.send(Op.INTERRUPT, "")
-    result = kernel.agent.collect(Record.FINISHED)
+    result = own_kernel.agent.query_interrupted(code, "started\n")
     assert result.exit_code() != 0
     assert "restarting" in result.stderr
-    assert kernel.agent.query("print('fresh')").stdout == "fresh\n"
+    assert own_kernel.agent.query("print('fresh')").stdout == "fresh\n"

@@ -54,7 +54,6 @@ def test_jupyter_runtimes_name_their_kernelspec() -> None:
         if isinstance(lang.query, Jupyter)
     }
     assert kernelspecs == {"python": "python", "vendor.h2o": "python", "julia": "julia", "r": "ir"}
-    assert all(kernelspecs.values())
 
 
 def test_java_passes_sources_as_separate_args(tmp_path: Path) -> None:

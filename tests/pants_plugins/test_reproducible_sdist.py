@@ -1,3 +1,5 @@
+"""normalize_sdist(): sdists with sorted members, fixed owners and modes, one mtime."""
+
 from __future__ import annotations
 
 import io

@@ -1,3 +1,5 @@
+"""setupgen's metadata: the version grammar, Requires-Python and the classifiers."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -11,62 +11,47 @@ each; input prompts are answered from the terminal.  The exit status is the exec
 from __future__ import annotations
 
 import getpass
-import json
+import signal
 import sys
-from collections.abc import Iterable
+from types import FrameType
 from typing import TextIO
 
 # An optional extra (backend.ai-kernel[client]): containers run the runner without click.
 import click  # pants: no-infer-dep
-import zmq
 
-from .protocol import Op, Record, decode_exit, decode_status
+from .agent_client import BATCH_FINISHED, AgentClient
+from .protocol import Op, Record, decode_exit
 
 
-class Connection:
-    def __init__(self, host: str, in_port: int, out_port: int) -> None:
-        self._context = zmq.Context()
-        self._push = self._context.socket(zmq.PUSH)
-        self._pull = self._context.socket(zmq.PULL)
-        self._push.setsockopt(zmq.LINGER, 50)
-        self._pull.setsockopt(zmq.LINGER, 50)
-        self._push.connect(f"tcp://{host}:{in_port}")
-        self._pull.connect(f"tcp://{host}:{out_port}")
+def show(record_type: str, payload: bytes) -> None:
+    """Output raw to the terminal's stdout/stderr, any other record as one line."""
+    if record_type in (Record.STDOUT, Record.STDERR):
+        stream = sys.stdout if record_type == Record.STDOUT else sys.stderr
+        stream.buffer.write(payload)
+        stream.flush()
+    elif record_type != Record.WAITING_INPUT:
+        click.echo(f"[{record_type}] {payload.decode(errors='replace')}")
 
-    def send(self, op: Op, payload: str = "") -> None:
-        self._push.send_multipart([op.encode(), payload.encode()])
 
-    def receive(self) -> tuple[str, bytes]:
-        record_type, payload = self._pull.recv_multipart()
-        return record_type.decode(), payload
+def read_answer(is_password: bool) -> str:
+    return getpass.getpass("") if is_password else input()
 
-    def follow(self, until: Iterable[str]) -> int:
-        """Print records until each type in ``until`` arrived once; return the last exit code."""
-        remaining = list(until)
-        exit_code = 0
-        while remaining:
-            try:
-                record_type, payload = self.receive()
-            except KeyboardInterrupt:
-                self.send(Op.INTERRUPT)
-                click.echo("\n[interrupt sent; press Ctrl-C again to quit]", err=True)
-                continue
-            self._show(record_type, payload)
-            if record_type in remaining:
-                remaining.remove(record_type)
-                exit_code = decode_exit(payload)
-        return exit_code
 
-    def _show(self, record_type: str, payload: bytes) -> None:
-        if record_type in (Record.STDOUT, Record.STDERR):
-            stream = sys.stdout if record_type == Record.STDOUT else sys.stderr
-            stream.buffer.write(payload)
-            stream.flush()
-        elif record_type == Record.WAITING_INPUT:
-            is_password = bool(payload and json.loads(payload).get("is_password"))
-            self.send(Op.INPUT, getpass.getpass("") if is_password else input())
-        else:
-            click.echo(f"[{record_type}] {payload.decode(errors='replace')}")
+def follow(client: AgentClient, *until: str) -> int:
+    """Show records until each type in ``until`` arrived once; the last one's exit code.
+    The first Ctrl-C sends an interrupt to the runner, the second quits."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        client.send(Op.INTERRUPT)
+        click.echo("\n[interrupt sent; press Ctrl-C again to quit]", err=True)
+
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        found = client.follow(*until, on_record=show, answer=read_answer)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return decode_exit(found[until[-1]])
 
 
 def shell_status(exit_code: int) -> int:
@@ -81,21 +66,21 @@ def shell_status(exit_code: int) -> int:
 @click.pass_context
 def main(ctx: click.Context, host: str, in_port: int, out_port: int) -> None:
     """Drive a Backend.AI kernel runner."""
-    ctx.obj = Connection(host, in_port, out_port)
+    ctx.obj = AgentClient(in_port, out_port, host, timeout=None)
 
 
 @main.command()
 @click.argument("code", required=False)
 @click.option("--file", "source", type=click.File("r"), help="read the snippet from a file")
 @click.pass_obj
-def run(conn: Connection, code: str | None, source: TextIO | None) -> None:
+def run(client: AgentClient, code: str | None, source: TextIO | None) -> None:
     """Run one query-mode snippet."""
     if source is not None:
         code = source.read()
     if code is None:
         raise click.UsageError("give CODE or --file")
-    conn.send(Op.CODE, code)
-    sys.exit(shell_status(conn.follow([Record.FINISHED])))
+    client.send(Op.CODE, code)
+    sys.exit(shell_status(follow(client, Record.FINISHED)))
 
 
 @main.command()
@@ -103,18 +88,15 @@ def run(conn: Connection, code: str | None, source: TextIO | None) -> None:
 @click.option("--build", default="", help='"" skips, "*" uses make or the heuristic')
 @click.option("--exec", "execute", default="*", show_default=True, help="command or *")
 @click.pass_obj
-def batch(conn: Connection, clean: str, build: str, execute: str) -> None:
+def batch(client: AgentClient, clean: str, build: str, execute: str) -> None:
     """Run clean, build and exec as the agent sends them."""
-    conn.send(Op.CLEAN, clean)
-    conn.send(Op.BUILD, build)
-    conn.send(Op.EXEC, execute)
-    finished = (Record.CLEAN_FINISHED, Record.BUILD_FINISHED, Record.FINISHED)
-    sys.exit(shell_status(conn.follow(finished)))
+    client.start_batch(clean, build, execute)
+    sys.exit(shell_status(follow(client, *BATCH_FINISHED)))
 
 
 @main.command()
 @click.pass_obj
-def interactive(conn: Connection) -> None:
+def interactive(client: AgentClient) -> None:
     """Read snippets from the terminal; a line ending with ':' or '\\' continues to a blank line."""
     exit_code = 0
     while True:
@@ -125,17 +107,15 @@ def interactive(conn: Connection) -> None:
         except EOFError:
             click.echo()
             sys.exit(shell_status(exit_code))
-        conn.send(Op.CODE, "\n".join(lines))
-        exit_code = conn.follow([Record.FINISHED])
+        client.send(Op.CODE, "\n".join(lines))
+        exit_code = follow(client, Record.FINISHED)
 
 
 @main.command()
 @click.pass_obj
-def status(conn: Connection) -> None:
+def status(client: AgentClient) -> None:
     """Ask for the runner's status."""
-    conn.send(Op.STATUS)
-    _, payload = conn.receive()
-    click.echo(decode_status(payload))
+    click.echo(client.status())
 
 
 if __name__ == "__main__":

@@ -1,0 +1,89 @@
+"""The command line: ``./pants run tools/benchmark:bench [-- --skip-upstream ...]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import benchmark
+
+from .baselines import jupyter_baseline, measure_baselines
+from .config import Config, progress
+from .measure import RunnerResults, bench_runner
+from .report import report
+from .runners import describe_new_runner, new_runner_command
+from .upstream import ensure_upstream, prepare_upstream_dirs, upstream_command
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    description = (benchmark.__doc__ or "").splitlines()[0]
+    parser = argparse.ArgumentParser(prog="bench", description=description)
+    parser.add_argument("--skip-upstream", action="store_true", help="measure only this runner")
+    parser.add_argument(
+        "--iterations", type=int, default=200, help="samples per round trip (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--stream-runs", type=int, default=3, help="64 MiB runs per runner (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--starts",
+        type=int,
+        default=3,
+        help="timed process starts per runner (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--new-python",
+        default=None,
+        help="python that runs this repository's runner (default: this one, with this "
+        "process's import path)",
+    )
+    parser.add_argument(
+        "--base-python",
+        default=None,
+        help="python 3.12 used to create the upstream virtualenv (default: this one)",
+    )
+    return parser.parse_args(argv)
+
+
+def make_config(args: argparse.Namespace, log_dir: Path) -> Config:
+    return Config(
+        iterations=max(1, args.iterations),
+        stream_runs=max(1, args.stream_runs),
+        starts=max(1, args.starts),
+        skip_upstream=args.skip_upstream,
+        new_python=args.new_python or sys.executable,
+        new_python_explicit=args.new_python is not None,
+        base_python=args.base_python or getattr(sys, "_base_executable", sys.executable),
+        log_dir=log_dir,
+    )
+
+
+def bench_upstream(cfg: Config) -> RunnerResults:
+    results = RunnerResults()
+    if cfg.skip_upstream:
+        results.errors.append("skipped (--skip-upstream)")
+        return results
+    python = ensure_upstream(cfg)
+    if python is None or not prepare_upstream_dirs():
+        results.errors.append("not measured: see the notice above")
+        return results
+    return bench_runner(upstream_command(python), cfg)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bai-kernel-bench-") as tmp:
+        cfg = make_config(args, Path(tmp))
+        new_command = new_runner_command(cfg)
+        print(f"this runner: {cfg.new_python} -m ai.backend.kernel "
+              f"({describe_new_runner(new_command)})", flush=True)  # fmt: skip
+        upstream = bench_upstream(cfg)
+        progress("starting a bare jupyter_client kernel for the query baseline")
+        with jupyter_baseline(cfg, new_command.env) as paired:
+            new = bench_runner(new_command, cfg, paired)
+        baselines = measure_baselines(cfg, new.paired_jupyter_rtt)
+        report(cfg, upstream, new, baselines)
+    return 0

@@ -1,0 +1,121 @@
+"""The benchmark's report: one table comparing the runners, one of baselines."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .baselines import Baselines
+from .client import StreamResult
+from .config import Config
+from .measure import RunnerResults
+from .upstream import UPSTREAM_VERSION
+
+MB = 1e6
+
+
+@dataclass
+class Row:
+    metric: str
+    upstream: float | None
+    new: float | None
+    unit: str  # "ms", "s", "MB/s", "MB"
+    aim: str = ""
+
+
+def fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "n/a"
+    if unit == "ms":
+        return f"{value * 1000:.2f} ms"
+    if unit == "s":
+        return f"{value:.3f} s"
+    if unit == "MB/s":
+        return f"{value / MB:.1f} MB/s"
+    return f"{value / MB:.1f} MB"
+
+
+def ratio(new: float | None, upstream: float | None) -> str:
+    if new is None or upstream is None or upstream == 0:
+        return "n/a"
+    return f"{new / upstream:.2f}"
+
+
+def throughput(result: StreamResult | None) -> float | None:
+    return None if result is None else result.raw_bytes / result.seconds
+
+
+def query_aim(base: Baselines) -> str:
+    if base.jupyter_rtt is None:
+        return "<= 1.10 x jupyter_client"
+    return f"<= {base.jupyter_rtt * 1.1 * 1000:.2f} ms (1.1 x jupyter_client)"
+
+
+def build_rows(up: RunnerResults, new: RunnerResults, base: Baselines) -> list[Row]:
+    rss_aim = f"< upstream ({fmt(up.rss_idle, 'MB')})" if up.rss_idle else "< upstream"
+    return [
+        Row("status round trip (median)", up.status_rtt, new.status_rtt, "ms"),
+        Row("query `pass` round trip (median)", up.query_rtt, new.query_rtt, "ms", query_aim(base)),
+        Row("batch exec `true` round trip (median)", up.batch_rtt, new.batch_rtt, "ms", "<= 5 ms"),
+        Row("stdout 64 MiB via agent decoding", throughput(up.stream), throughput(new.stream),
+            "MB/s", ">= 150 MB/s"),
+        Row("process start -> first status (median)", up.first_status_median,
+            new.first_status_median, "s", "<= 0.3 s"),
+        Row("idle RSS, runner process", up.rss_idle, new.rss_idle, "MB", rss_aim),
+        Row("idle RSS, runner + children", up.rss_idle_tree, new.rss_idle_tree, "MB"),
+        Row("RSS, runner, after 64 MiB stream", up.rss_after_stream,
+            new.rss_after_stream, "MB"),
+    ]  # fmt: skip
+
+
+def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+    aligns = ["<", *[">"] * (len(headers) - 1)]
+    if len(headers) > 2:
+        aligns[-1] = "<"  # the free-text last column
+
+    def line(cells: Sequence[str]) -> str:
+        parts = [f"{c:{a}{w}}" for c, a, w in zip(cells, aligns, widths, strict=True)]
+        return "  ".join(parts).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(headers), rule, *(line(r) for r in rows)])
+
+
+def comparison_table(rows: Sequence[Row]) -> str:
+    headers = ["metric", f"upstream {UPSTREAM_VERSION}", "this runner", "new/upstream", "aim"]
+    cells = [
+        [r.metric, fmt(r.upstream, r.unit), fmt(r.new, r.unit), ratio(r.new, r.upstream), r.aim]
+        for r in rows
+    ]
+    return render_table(headers, cells)
+
+
+def baseline_table(base: Baselines) -> str:
+    rows = [
+        ["bare jupyter_client execute `pass` (median, in turns)", fmt(base.jupyter_rtt, "ms")],
+        ["bare `sh -c true` spawn (median)", fmt(base.spawn, "ms")],
+        ["plain pipe, 64 MiB (median)", fmt(base.pipe, "MB/s")],
+    ]
+    return render_table(["baseline", "value"], rows)
+
+
+def print_errors(label: str, errors: Sequence[str]) -> None:
+    for error in errors:
+        print(f"  ! {label}: {error}")
+
+
+def report(cfg: Config, up: RunnerResults, new: RunnerResults, base: Baselines) -> None:
+    print()
+    print(
+        f"iterations: {cfg.iterations} per round trip; stream runs: {cfg.stream_runs}; "
+        f"starts: {cfg.starts} after an untimed priming start; CPUs: {os.cpu_count()}"
+    )
+    print(comparison_table(build_rows(up, new, base)))
+    print()
+    print(baseline_table(base))
+    print("(ratio < 1 is better for times and memory, > 1 for throughput)")
+    print_errors("upstream", up.errors)
+    print_errors("this runner", new.errors)
+    print_errors("baseline", base.errors)
