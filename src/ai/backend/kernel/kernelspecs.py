@@ -142,15 +142,11 @@ swallows the error and answers no matches. Its namespace completer answers at on
 
 
 def with_namespace_completion(argv: Sequence[str]) -> list[str]:
-    """``argv`` with IPython's jedi completer off if it starts an IPython kernel.
-
-    The option goes right after the module, so a kernelspec that asks for jedi with
-    ``--IPCompleter.use_jedi=True`` later in its argv still gets it (the last option wins).
-    """
-    for i, (flag, module) in enumerate(pairwise(argv)):
-        if flag == "-m" and module in IPYKERNEL_MODULES:
-            return [*argv[: i + 2], WITHOUT_JEDI, *argv[i + 2 :]]
-    return list(argv)
+    """``argv`` with IPython's jedi completer switched off if it starts an IPython kernel."""
+    runs_ipykernel = any(
+        flag == "-m" and module in IPYKERNEL_MODULES for flag, module in pairwise(argv)
+    )
+    return [*argv, WITHOUT_JEDI] if runs_ipykernel else list(argv)
 
 
 async def find_kernelspec(
