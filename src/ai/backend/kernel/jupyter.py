@@ -15,12 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .input_relay import InputBroker
-from .kernelspecs import (
-    KernelspecNotFound,
-    find_kernelspec,
-    launch_argv,
-    with_namespace_completion,
-)
+from .kernelspecs import KernelspecNotFound, find_kernelspec, launch_argv
 from .protocol import Record, RecordSink, encode_json
 
 if TYPE_CHECKING:
@@ -77,7 +72,7 @@ class JupyterKernel:
         loaded = await asyncio.to_thread(lambda: manager.kernel_spec)  # cached by the manager
         if loaded is None:
             raise KernelspecNotFound(f"jupyter_client cannot load {spec.directory}")
-        loaded.argv = with_namespace_completion(launch_argv(loaded.argv, runtime, is_python, env))
+        loaded.argv = launch_argv(loaded.argv, runtime, is_python, env)
         try:
             await manager.start_kernel(env=dict(env), cwd=str(cwd))
             client = manager.client()

@@ -15,7 +15,6 @@ import re
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from itertools import pairwise
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -131,22 +130,6 @@ def launch_argv(
     if interpreter is None:
         raise KernelspecNotFound(f"the kernelspec runs {argv[0]}, which is not on the PATH")
     return [interpreter, *argv[1:]]
-
-
-IPYKERNEL_MODULES = ("ipykernel_launcher", "ipykernel")
-WITHOUT_JEDI = "--IPCompleter.use_jedi=False"
-"""IPython's jedi completer loads for seconds on a first completion (past COMPLETE_TIMEOUT on a
-busy machine) and reads a cache in ~/.cache/jedi that parso writes in place: one kernel killed
-mid-write leaves a truncated pickle on which every later jedi completion fails, and IPython
-swallows the error and answers no matches. Its namespace completer answers at once, from memory."""
-
-
-def with_namespace_completion(argv: Sequence[str]) -> list[str]:
-    """``argv`` with IPython's jedi completer switched off if it starts an IPython kernel."""
-    runs_ipykernel = any(
-        flag == "-m" and module in IPYKERNEL_MODULES for flag, module in pairwise(argv)
-    )
-    return [*argv, WITHOUT_JEDI] if runs_ipykernel else list(argv)
 
 
 async def find_kernelspec(
