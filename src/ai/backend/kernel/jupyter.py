@@ -25,7 +25,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT = 60.0
-COMPLETE_TIMEOUT = 5.0
+# ipykernel answers a completion only between executions, so one sent during a long run would
+# wait forever; but a session's first completion loads jedi, which took 4-9 s on a busy 2-core
+# machine, and an empty answer then looks to the user like nothing to complete.
+COMPLETE_TIMEOUT = 15.0
 ALIVE_CHECK_INTERVAL = 1.0
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif")
 DISPLAY_PREFERENCE = (*IMAGE_TYPES, "image/svg+xml", "text/html", "text/plain")
