@@ -432,7 +432,8 @@ def python_kernelspec(tmp: Path, env: Mapping[str, str]) -> dict[str, str]:
     argv = ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
     spec = {"argv": argv, "display_name": "Python 3", "language": "python"}
     (spec_dir / "kernel.json").write_text(json.dumps(spec))
-    return {**env, "JUPYTER_PATH": str(tmp / "jupyter")}
+    # A private jedi cache, as in tests/kernel/conftest.py's hermetic_env.
+    return {**env, "JUPYTER_PATH": str(tmp / "jupyter"), "XDG_CACHE_HOME": str(tmp / "cache")}
 
 
 def start_session(loop: asyncio.AbstractEventLoop, choice: RunnerChoice, tmp: Path) -> AgentSession:

@@ -47,6 +47,9 @@ def hermetic_env(tmp: Path, private_tmp: Path) -> dict[str, str]:
     for name in ("JUPYTER_PATH", "JUPYTER_DATA_DIR", "JUPYTER_CONFIG_DIR", "IPYTHONDIR"):
         env[name] = str(tmp / name.lower())
     env["JUPYTER_RUNTIME_DIR"] = str(tmp / "jrt")
+    # jedi's cache (IPython completion): parso rewrites it in place, so a kernel killed mid-write
+    # leaves a truncated file on which every later completion from the shared cache answers [].
+    env["XDG_CACHE_HOME"] = str(tmp / "cache")
     spec_dir = tmp / "jupyter_path" / "kernels" / "python3"
     spec_dir.mkdir(parents=True)
     argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]

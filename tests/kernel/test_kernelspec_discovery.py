@@ -22,7 +22,6 @@ from ai.backend.kernel.kernelspecs import (
     launch_argv,
     list_kernelspecs,
     search_path,
-    with_namespace_completion,
 )
 
 StartKernel = Callable[..., Any]
@@ -112,22 +111,6 @@ def test_bare_python_runs_with_the_runtime(tmp_path: Path) -> None:
     ]
     with pytest.raises(KernelspecNotFound, match="python3, which is not on the PATH"):
         launch_argv(["python3", "x"], "/usr/bin/R", False, {"PATH": str(tmp_path / "none")})
-
-
-def test_ipython_kernels_complete_without_jedi() -> None:
-    for module in ("ipykernel_launcher", "ipykernel"):
-        argv = ["/opt/venv/bin/python", "-m", module, "-f", "{connection_file}"]
-        assert with_namespace_completion(argv) == [
-            *argv[:3],
-            "--IPCompleter.use_jedi=False",
-            *argv[3:],
-        ]
-    # A kernelspec's own choice comes later on the command line, so it wins.
-    argv = ["python", "-m", "ipykernel_launcher", "--IPCompleter.use_jedi=True"]
-    assert with_namespace_completion(argv)[-1] == "--IPCompleter.use_jedi=True"
-    # Other kernels would reject an IPython option.
-    for argv in (["R", "--slave", "-e", "IRkernel::main()"], ["julia", "-i", "ipykernel.jl"]):
-        assert with_namespace_completion(argv) == argv
 
 
 def test_install_prefixes_follow_symlinks(tmp_path: Path) -> None:

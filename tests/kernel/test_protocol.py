@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jupyter_client.kernelspec import KernelSpecManager
 
 from ai.backend.kernel.protocol import Op, Record
 from tests.support.processes import process, still_running
@@ -233,20 +232,6 @@ def test_bootstrap_failure_is_reported_once(start_kernel: StartKernel) -> None:
     assert kernel.agent.query("echo hi").stderr == ""
 
 
-<<<<<<< ours
-=======
-def test_missing_jupyter_kernelspec_is_reported(start_kernel: StartKernel) -> None:
-    # Machines that install R's "ir" kernelspec exist (CI installs it); Julia's, none of ours.
-    if any(name.startswith("julia") for name in KernelSpecManager().find_kernel_specs()):
-        pytest.skip("a julia kernelspec is installed here, so none is missing")
-    kernel = start_kernel("julia")  # query mode reports the missing kernelspec, batch works
-    result = kernel.agent.query("1 + 1")
-    assert result.exit_code() == 127
-    assert "kernelspec" in result.stderr
-    assert kernel.agent.batch(exec="echo batch").stdout == "batch\n"
-
-
->>>>>>> theirs
 @pytest.mark.parametrize(
     "runtime, snippet, reason",
     [

@@ -19,7 +19,7 @@ from ai.backend.kernel.input_relay import InputBroker
 from ai.backend.kernel.languages import LANGUAGES
 from ai.backend.kernel.protocol import Op, Record
 from ai.backend.kernel.server import Runner, RunnerConfig
-from tests.support.processes import free_ports, is_running
+from tests.support.processes import free_ports, is_running, process
 
 StartKernel = Callable[..., Any]
 
@@ -82,15 +82,15 @@ def test_background_leftovers_do_not_hold_the_execution(
     )
     first = kernel.agent.batch(exec=leftover)
     assert (first.stdout, first.exit_code()) == ("started\n", 0)
-    pid = int((kernel.work_dir / "leftover.pid").read_text())
-    assert is_running(pid)  # left running, as a shell leaves it
+    leftover_process = process(int((kernel.work_dir / "leftover.pid").read_text()))
+    assert leftover_process is not None and is_running(leftover_process)  # as a shell leaves it
 
     second = kernel.agent.query("touch go; while [ ! -e wrote ]; do sleep 0.05; done; echo 2nd")
     assert (second.stdout, second.stderr) == ("2nd\n", "")  # "late" went to the container log
-    assert is_running(pid)
+    assert is_running(leftover_process)
 
     assert kernel.stop() == 0
-    assert wait_until(lambda: not is_running(pid))  # stopped at shutdown
+    assert wait_until(lambda: not is_running(leftover_process))  # stopped at shutdown
 
 
 def test_no_syscall_table_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:

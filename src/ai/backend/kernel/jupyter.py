@@ -15,12 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .input_relay import InputBroker
-from .kernelspecs import (
-    KernelspecNotFound,
-    find_kernelspec,
-    launch_argv,
-    with_namespace_completion,
-)
+from .kernelspecs import KernelspecNotFound, find_kernelspec, launch_argv
 from .protocol import Record, RecordSink, encode_json
 
 if TYPE_CHECKING:
@@ -30,7 +25,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT = 60.0
-COMPLETE_TIMEOUT = 5.0
+# ipykernel answers a completion only between executions, so one sent during a long run would
+# wait forever; but a session's first completion loads jedi, which took 4-9 s on a busy 2-core
+# machine, and an empty answer then looks to the user like nothing to complete.
+COMPLETE_TIMEOUT = 15.0
 ALIVE_CHECK_INTERVAL = 1.0
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif")
 DISPLAY_PREFERENCE = (*IMAGE_TYPES, "image/svg+xml", "text/html", "text/plain")
@@ -77,7 +75,7 @@ class JupyterKernel:
         loaded = await asyncio.to_thread(lambda: manager.kernel_spec)  # cached by the manager
         if loaded is None:
             raise KernelspecNotFound(f"jupyter_client cannot load {spec.directory}")
-        loaded.argv = with_namespace_completion(launch_argv(loaded.argv, runtime, is_python, env))
+        loaded.argv = launch_argv(loaded.argv, runtime, is_python, env)
         try:
             await manager.start_kernel(env=dict(env), cwd=str(cwd))
             client = manager.client()

@@ -15,7 +15,6 @@ import re
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from itertools import pairwise
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -131,26 +130,6 @@ def launch_argv(
     if interpreter is None:
         raise KernelspecNotFound(f"the kernelspec runs {argv[0]}, which is not on the PATH")
     return [interpreter, *argv[1:]]
-
-
-IPYKERNEL_MODULES = ("ipykernel_launcher", "ipykernel")
-WITHOUT_JEDI = "--IPCompleter.use_jedi=False"
-"""IPython's jedi completer loads for seconds on a first completion (past COMPLETE_TIMEOUT on a
-busy machine) and reads a cache in ~/.cache/jedi that parso writes in place: one kernel killed
-mid-write leaves a truncated pickle on which every later jedi completion fails, and IPython
-swallows the error and answers no matches. Its namespace completer answers at once, from memory."""
-
-
-def with_namespace_completion(argv: Sequence[str]) -> list[str]:
-    """``argv`` with IPython's jedi completer off if it starts an IPython kernel.
-
-    The option goes right after the module, so a kernelspec that asks for jedi with
-    ``--IPCompleter.use_jedi=True`` later in its argv still gets it (the last option wins).
-    """
-    for i, (flag, module) in enumerate(pairwise(argv)):
-        if flag == "-m" and module in IPYKERNEL_MODULES:
-            return [*argv[: i + 2], WITHOUT_JEDI, *argv[i + 2 :]]
-    return list(argv)
 
 
 async def find_kernelspec(
