@@ -69,9 +69,10 @@ def fake_wheel(directory: Path, filename: str, tag: str | None = None) -> Path:
     """A tiny wheel with a module and a console script; WHEEL's tag defaults to the name's."""
     name, version, rest = filename.removesuffix(".whl").split("-", 2)
     dist_info = f"{name}-{version}.dist-info"
+    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
     files = {
         f"{name}/__init__.py": b"def main() -> None:\n    print('hello')\n",
-        f"{dist_info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
+        f"{dist_info}/METADATA": metadata.encode(),
         f"{dist_info}/WHEEL": (
             f"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: {tag or rest}\n"
         ).encode(),
@@ -111,7 +112,11 @@ def test_member_layout_is_upstreams(built: Path) -> None:
     assert names == sorted(names)
     assert all(name.startswith("./") for name in names)
     site = "./lib/python3.12/site-packages"
-    for expected in ("./bin/python3.12", "./include/python3.12/Python.h", f"{site}/demo/__init__.py"):
+    for expected in (
+        "./bin/python3.12",
+        "./include/python3.12/Python.h",
+        f"{site}/demo/__init__.py",
+    ):
         assert expected in names
     # The agent bind-mounts the runner and the helpers onto these; they must be empty dirs.
     for mount_point in (f"{site}/ai/backend/kernel", f"{site}/ai/backend/helpers"):
@@ -124,7 +129,13 @@ def test_member_layout_is_upstreams(built: Path) -> None:
 
 def test_owners_modes_and_times_are_fixed(built: Path) -> None:
     for info in members(built).values():
-        assert (info.uid, info.gid, info.uname, info.gname, info.mtime) == (0, 0, "root", "root", EPOCH)
+        assert (info.uid, info.gid, info.uname, info.gname, info.mtime) == (
+            0,
+            0,
+            "root",
+            "root",
+            EPOCH,
+        )
         expected = 0o777 if info.issym() else 0o755 if info.isdir() else None
         assert info.mode == (expected or info.mode), info.name
         assert info.mode in (0o644, 0o755, 0o777), info.name
@@ -194,7 +205,11 @@ def test_fetch_of_a_missing_file_is_unavailable(tmp_path: Path) -> None:
     [
         ("m-1.0-cp312-cp312-musllinux_1_2_aarch64.whl", "musllinux_1_2", "aarch64"),
         ("m-1.0-cp312-cp312-musllinux_1_1_x86_64.whl", "musllinux_1_2", "x86_64"),
-        ("m-1.0-cp312-cp312-manylinux_2_17_aarch64.manylinux2014_aarch64.whl", "manylinux_2_26", "aarch64"),
+        (
+            "m-1.0-cp312-cp312-manylinux_2_17_aarch64.manylinux2014_aarch64.whl",
+            "manylinux_2_26",
+            "aarch64",
+        ),
         ("m-1.0-cp312-abi3-manylinux_2_26_x86_64.whl", "manylinux_2_26", "x86_64"),
         ("m-1.0-cp311-abi3-manylinux1_x86_64.whl", "manylinux_2_26", "x86_64"),
         ("m-1.0-py3-none-any.whl", "musllinux_1_2", "aarch64"),
@@ -240,7 +255,9 @@ def fake_sdist(directory: Path) -> Path:
     return _tar_gz(
         directory / f"{top}.tar.gz",
         {
-            f"{top}/PKG-INFO": b"Metadata-Version: 2.1\nName: backend.ai-krunner-static-gnu\nVersion: 1.0\n",
+            f"{top}/PKG-INFO": (
+                b"Metadata-Version: 2.1\nName: backend.ai-krunner-static-gnu\nVersion: 1.0\n"
+            ),
             f"{top}/backend.ai_krunner_static_gnu.egg-info/entry_points.txt": (
                 b"[backendai_krunner_v10]\nstatic_gnu = ai.backend.krunner.static_gnu.plugin\n"
             ),

@@ -33,7 +33,9 @@ SITE_PACKAGES = "lib/python3.12/site-packages"
 
 
 def built_wheel() -> Path:
-    wheels = sorted(Path.cwd().glob("backend_ai_krunner_static_gnu-*-py3-none-manylinux_*_x86_64.whl"))
+    wheels = sorted(
+        Path.cwd().glob("backend_ai_krunner_static_gnu-*-py3-none-manylinux_*_x86_64.whl")
+    )
     if len(wheels) == 1:
         return wheels[0]
     if os.environ.get(ARCHIVE_ENV_VAR):
@@ -51,14 +53,18 @@ def volume(tmp_path_factory: pytest.TempPathFactory) -> Path:
     wheel = built_wheel()
     scratch = tmp_path_factory.mktemp("wheel")
     with zipfile.ZipFile(wheel) as archive:
-        archive_path = Path(archive.extract(f"{PACKAGE_DIR}/krunner-env.static-gnu.x86_64.tar.xz", scratch))
+        archive_path = Path(
+            archive.extract(f"{PACKAGE_DIR}/krunner-env.static-gnu.x86_64.tar.xz", scratch)
+        )
     volume = tmp_path_factory.mktemp("backendai-krunner.v100.x86_64.static-gnu")
     subprocess.run(["tar", "xJf", str(archive_path), "-C", str(volume)], check=True)
     (volume / "VERSION").write_text("100\n")
     for package in (ai.backend.kernel, ai.backend.helpers):
         source = Path(package.__path__[0])
         target = volume / SITE_PACKAGES / "ai" / "backend" / source.name
-        assert target.is_dir() and not any(target.iterdir()), f"{target} is not an empty mount point"
+        assert target.is_dir() and not any(
+            target.iterdir()
+        ), f"{target} is not an empty mount point"
         shutil.copytree(source, target, dirs_exist_ok=True)
     return volume
 
@@ -75,7 +81,8 @@ def test_interpreter_is_relocated_into_the_volume(volume: Path) -> None:
         "print(sys.prefix)\n"
         "print(zmq.__file__)\n"
         "maps = open('/proc/self/maps').read()\n"
-        "print(json.dumps(sorted({l.split()[-1] for l in maps.splitlines() if 'libpython' in l})))\n"
+        "libs = {line.split()[-1] for line in maps.splitlines() if 'libpython' in line}\n"
+        "print(json.dumps(sorted(libs)))\n"
     )
     result = subprocess.run(
         [str(volume / "bin" / "python"), "-s", "-c", probe],

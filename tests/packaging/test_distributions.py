@@ -113,7 +113,11 @@ def test_file_names_are_canonical(
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_metadata(name: str, wheels: dict[str, Path], sdists: dict[str, Path]) -> None:
     version = workspace_version()
-    sources = [] if name in PLATFORM_WHEELS else [("wheel", wheel_metadata(wheels[canonicalize_name(name)]))]
+    sources = (
+        []
+        if name in PLATFORM_WHEELS
+        else [("wheel", wheel_metadata(wheels[canonicalize_name(name)]))]
+    )
     for source, metadata in (
         *sources,
         (

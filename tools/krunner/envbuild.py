@@ -22,7 +22,8 @@ from installer.sources import WheelFile
 
 PREFIX = "/opt/backend.ai"
 INSTALLER_NAME = b"backend.ai-krunner-build\n"
-# Preset 3: 8% larger output than 6 in 60% of its time. xz's multi-threaded mode with a fixed block size gives the same bytes for any thread count.
+# Preset 3: 8% larger output than 6 in 60% of its time. xz's multi-threaded mode with a fixed
+# block size gives the same bytes for any thread count.
 XZ_ARGS = ("-3", "--threads=2", "--block-size=16MiB", "--check=crc64")
 
 
@@ -138,7 +139,9 @@ def pack(root: Path, output: Path, epoch: int) -> None:
         with os.fdopen(handle, "wb") as out:
             compressor = subprocess.Popen([xz, *XZ_ARGS, "-c"], stdin=subprocess.PIPE, stdout=out)
             assert compressor.stdin is not None
-            with tarfile.open(fileobj=compressor.stdin, mode="w|", format=tarfile.GNU_FORMAT) as tar:
+            with tarfile.open(
+                fileobj=compressor.stdin, mode="w|", format=tarfile.GNU_FORMAT
+            ) as tar:
                 for path in members:
                     info = _member(root, path, epoch)
                     if info.isreg():
@@ -166,7 +169,8 @@ def build_environment(
         minor = python_minor_of(root)
         if minor != expected_minor:
             raise BuildError(
-                f"{interpreter.name} holds CPython {minor}, but krunner-python says {expected_minor}"
+                f"{interpreter.name} holds CPython {minor},"
+                f" but krunner-python says {expected_minor}"
             )
         install_wheels(root, wheels, minor)
         add_mount_points(root, minor)

@@ -230,7 +230,9 @@ def check_wheel_tags(wheel: Path, tags: list[Tag], where: str) -> None:
     if not wheel_fits(wheel.name, tags):
         raise PinError(f"{wheel.name} does not install on {where}, judging by its file name")
     with zipfile.ZipFile(wheel) as archive:
-        names = [n for n in archive.namelist() if n.count("/") == 1 and n.endswith(".dist-info/WHEEL")]
+        names = [
+            n for n in archive.namelist() if n.count("/") == 1 and n.endswith(".dist-info/WHEEL")
+        ]
         if len(names) != 1:
             raise PinError(f"{wheel.name} has {len(names)} .dist-info/WHEEL files, not one")
         metadata = HeaderParser().parsestr(archive.read(names[0]).decode("utf-8"))

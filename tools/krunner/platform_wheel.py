@@ -39,9 +39,7 @@ class Sdist:
 
 def read_sdist(path: Path) -> Sdist:
     with tarfile.open(path, "r:gz") as tar:
-        contents = {
-            m.name: _read(tar, m) for m in tar.getmembers() if m.isfile() and "/" in m.name
-        }
+        contents = {m.name: _read(tar, m) for m in tar.getmembers() if m.isfile() and "/" in m.name}
     top = next(iter(contents)).split("/", 1)[0]
     inner = {name.split("/", 1)[1]: data for name, data in contents.items()}
     if "PKG-INFO" not in inner:
@@ -51,7 +49,9 @@ def read_sdist(path: Path) -> Sdist:
     if len(entry_points) != 1:
         raise SdistError(f"{path.name} has {len(entry_points)} egg-info entry_points.txt, not one")
     files = {n: d for n, d in inner.items() if n.startswith("ai/")}
-    return Sdist(headers["Name"], headers["Version"], inner["PKG-INFO"], inner[entry_points[0]], files)
+    return Sdist(
+        headers["Name"], headers["Version"], inner["PKG-INFO"], inner[entry_points[0]], files
+    )
 
 
 def _read(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
@@ -78,7 +78,9 @@ def _file_record_hash(path: Path) -> tuple[str, int]:
     return "sha256=" + encoded, path.stat().st_size
 
 
-def build_wheel(sdist: Sdist, package_dir: str, archive: Path, platform_tag: str, out: Path, epoch: int) -> Path:
+def build_wheel(
+    sdist: Sdist, package_dir: str, archive: Path, platform_tag: str, out: Path, epoch: int
+) -> Path:
     """Write the platform wheel into ``out`` atomically; return its path."""
     dist_info = f"{canonicalize_name(sdist.name).replace('-', '_')}-{sdist.version}.dist-info"
     wheel_meta = (
@@ -110,7 +112,13 @@ def build_wheel(sdist: Sdist, package_dir: str, archive: Path, platform_tag: str
                     _add(wheel, name, date_time, small[name], zipfile.ZIP_DEFLATED)
             for name in sorted(n for n in small if ".dist-info/" in n and not n.endswith("RECORD")):
                 _add(wheel, name, date_time, small[name], zipfile.ZIP_DEFLATED)
-            _add(wheel, f"{dist_info}/RECORD", date_time, small[f"{dist_info}/RECORD"], zipfile.ZIP_DEFLATED)
+            _add(
+                wheel,
+                f"{dist_info}/RECORD",
+                date_time,
+                small[f"{dist_info}/RECORD"],
+                zipfile.ZIP_DEFLATED,
+            )
         os.chmod(partial, 0o644)
         os.replace(partial, target)
     finally:
@@ -119,7 +127,9 @@ def build_wheel(sdist: Sdist, package_dir: str, archive: Path, platform_tag: str
     return target
 
 
-def _add(wheel: zipfile.ZipFile, name: str, date_time: tuple[int, ...], data: bytes, compression: int) -> None:
+def _add(
+    wheel: zipfile.ZipFile, name: str, date_time: tuple[int, ...], data: bytes, compression: int
+) -> None:
     info = zipfile.ZipInfo(name, date_time=date_time)  # type: ignore[arg-type]
     info.external_attr = 0o644 << 16
     info.compress_type = compression

@@ -67,7 +67,9 @@ def make_standin(prefix: Path, output: Path) -> None:
         ) as compressed, tarfile.open(fileobj=compressed, mode="w") as tar:
             for path in _files(prefix):
                 relative = path.relative_to(prefix).as_posix()
-                info = tar.gettarinfo(str(path), "python" if relative == "." else f"python/{relative}")
+                info = tar.gettarinfo(
+                    str(path), "python" if relative == "." else f"python/{relative}"
+                )
                 info.mtime, info.uid, info.gid, info.uname, info.gname = EPOCH, 0, 0, "", ""
                 if not info.isreg():
                     tar.addfile(info)
