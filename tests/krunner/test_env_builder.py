@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tools.krunner import envbuild
 from tools.krunner.cli import main as build_main
 from tools.krunner.envbuild import PREFIX, BuildError, build_environment
 from tools.krunner.fetch import ChecksumMismatch, Unavailable, fetch
@@ -23,6 +24,7 @@ from tools.krunner.pins import (
     supported_tags,
 )
 
+ENVBUILD = Path(envbuild.__file__)
 EPOCH = 1_700_000_000
 PYTHON_MINOR = "3.12"
 
@@ -263,6 +265,7 @@ def fake_sdist(directory: Path) -> Path:
             ),
             f"{package}/__init__.py": b"",
             f"{package}/krunner-python.static-gnu.txt": b"3.12\n",
+            f"{package}/krunner-version.static-gnu.txt": b"7",
         },
     )
 
@@ -282,9 +285,10 @@ def inputs_file(directory: Path, wheel: Path) -> Path:
             f'[[wheels.static-gnu.{arch}]]\nname = "demo"\nversion = "1.0"\n'
             f'url = "{pin.url}"\nsha256 = "{pin.sha256}"'
         )
+    content = parse_inputs("\n".join(lines)).content("static-gnu", ENVBUILD.read_bytes())
+    lines.append(f'[volumes.static-gnu]\nversion = 7\ncontent = "{content}"')
     path = directory / "inputs.toml"
     path.write_text("\n".join(lines) + "\n")
-    parse_inputs(path.read_text())  # the test's own input must be valid
     return path
 
 

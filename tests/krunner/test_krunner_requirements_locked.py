@@ -7,12 +7,21 @@ wheels pinned in tools/krunner/inputs.toml. A lockfile refresh without regenerat
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 
 import pytest
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
-from tools.krunner.pins import ARCHES, INPUTS_FILE, load_inputs, parse_lock, regenerated
+from tools.krunner import envbuild
+from tools.krunner.pins import (
+    ARCHES,
+    INPUTS_FILE,
+    PinError,
+    load_inputs,
+    parse_lock,
+    regenerated,
+)
 
 LOCKFILE = Path("requirements/python-default.lock")  # a `file` dependency, at the build root
 
@@ -35,3 +44,22 @@ def test_pins_equal_the_lock_and_cover_the_runner(distro: str, arch: str) -> Non
         name, version, _, _ = parse_wheel_filename(pin.filename)
         assert (canonicalize_name(name), str(version)) == (pin.name, pin.version)
         assert any(a.sha256 == pin.sha256 for a in locked[pin.name].artifacts)
+
+
+@pytest.mark.parametrize(
+    ("package", "distro"),
+    [("ai.backend.krunner.static_gnu", "static-gnu"), ("ai.backend.krunner.alpine", "musllinux_1_2")],
+)
+def test_volume_version_follows_the_archive_content(package: str, distro: str) -> None:
+    # The agent never re-extracts a volume whose name it knows: new content needs a new number.
+    volume_version = int(files(package).joinpath(f"krunner-version.{distro}.txt").read_text())
+    load_inputs().check_volume(distro, Path(envbuild.__file__).read_bytes(), volume_version)
+
+
+def test_changed_content_without_a_new_volume_version_is_refused() -> None:
+    inputs = load_inputs()
+    builder = Path(envbuild.__file__).read_bytes()
+    with pytest.raises(PinError, match="archive's content changed: raise krunner-version"):
+        inputs.check_volume("static-gnu", builder + b"\n# changed\n", 101)
+    with pytest.raises(PinError, match="records version 101 for the current static-gnu content"):
+        inputs.check_volume("static-gnu", builder, 102)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import tomllib
@@ -54,12 +55,47 @@ class Distro:
 
 
 @dataclass(frozen=True)
+class Volume:
+    """The volume version the agent names the extracted archive after, and the content of the
+    archive it was given to: a new content needs a new version, or agents keep the old volume."""
+
+    version: int
+    content: str
+
+
+@dataclass(frozen=True)
 class Inputs:
     python_version: str
     runner_requirements: tuple[str, ...]
     distros: Mapping[str, Distro]
     interpreters: Mapping[tuple[str, str], Download]  # (distro, arch) -> archive
     wheels: Mapping[tuple[str, str], tuple[WheelPin, ...]]
+    volumes: Mapping[str, Volume]
+
+    def content(self, key: str, builder_source: bytes) -> str:
+        """What a distro's archives are made of: the pinned files and the builder's code."""
+        digest = hashlib.sha256(builder_source)
+        for arch in ARCHES:
+            pins = [self.interpreters[(key, arch)], *self.wheels[(key, arch)]]
+            for pin in pins:
+                digest.update(f"{arch} {pin.filename} {pin.sha256}\n".encode())
+        return digest.hexdigest()
+
+    def check_volume(self, key: str, builder_source: bytes, volume_version: int) -> None:
+        """Fail unless the recorded volume matches both the content and krunner-version."""
+        content = self.content(key, builder_source)
+        recorded = self.volumes.get(key)
+        if recorded is None or recorded.content != content:
+            raise PinError(
+                f"the {key} archive's content changed: raise krunner-version.{key}.txt"
+                f" (now {volume_version}) and record [volumes.{key}] version = <new>,"
+                f' content = "{content}" in {INPUTS_FILE}'
+            )
+        if recorded.version != volume_version:
+            raise PinError(
+                f"krunner-version.{key}.txt says {volume_version}, but {INPUTS_FILE} records"
+                f" version {recorded.version} for the current {key} content"
+            )
 
     @property
     def python_minor(self) -> str:
@@ -110,7 +146,12 @@ def parse_inputs(text: str, source: str = str(INPUTS_FILE)) -> Inputs:
             for key in distros
             for arch in ARCHES
         }
+        volumes = {
+            key: Volume(int(table["version"]), str(table["content"]))
+            for key, table in data.get("volumes", {}).items()
+        }
         return Inputs(
+            volumes=volumes,
             python_version=str(python["version"]),
             runner_requirements=tuple(data["runner-requirements"]),
             distros=distros,
