@@ -48,7 +48,10 @@ def test_pins_equal_the_lock_and_cover_the_runner(distro: str, arch: str) -> Non
 
 @pytest.mark.parametrize(
     ("package", "distro"),
-    [("ai.backend.krunner.static_gnu", "static-gnu"), ("ai.backend.krunner.alpine", "musllinux_1_2")],
+    [
+        ("ai.backend.krunner.static_gnu", "static-gnu"),
+        ("ai.backend.krunner.alpine", "musllinux_1_2"),
+    ],
 )
 def test_volume_version_follows_the_archive_content(package: str, distro: str) -> None:
     # The agent never re-extracts a volume whose name it knows: new content needs a new number.
