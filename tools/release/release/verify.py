@@ -26,7 +26,8 @@ from release.installcheck import check_install
 from release.proc import python_module, run_unchecked
 from release.versioning import CalVer
 from tools.krunner.envcheck import check_environment
-from tools.krunner.pins import Inputs, load_inputs
+from tools.krunner.pins import ARCHES, Inputs, load_inputs
+from tools.krunner.platform_wheel import wheel_filename
 
 FIRST_PARTY_PREFIX = "backend-ai-"
 _ARCH = re.compile(r"(x86_64|amd64|aarch64|arm64)$")
@@ -261,6 +262,23 @@ def check_krunner_environments(
                 for problem in check_environment(data, policy, minor, pins)
             ]
     return problems
+
+
+def missing_platform_wheels(dist_dir: Path, canonical: str, inputs_file: Path) -> list[str]:
+    """The krunner platform wheels the workspace's inputs.toml declares but `dist_dir` lacks
+    (one line each); a workspace without the file declares none."""
+    if not inputs_file.is_file():
+        return []
+    inputs = load_inputs(inputs_file)
+    present = {path.name for path in dist_dir.glob("*.whl")}
+    missing = []
+    for key, distro in sorted(inputs.distros.items()):
+        project = "backend.ai-krunner-" + distro.package.replace("_", "-")
+        for arch in ARCHES:
+            name = wheel_filename(project, canonical, distro.platform_tag(arch))
+            if name not in present:
+                missing.append(f"missing platform wheel {name} ({key}, {arch})")
+    return missing
 
 
 def _policy(platform: str, arch: str) -> str:
