@@ -1,64 +1,68 @@
 """The krunner environment must install exactly the versions the kernel runner is tested with.
 
 The runner is tested against requirements/python-default.lock; every container runs it with the
-pins in the krunner packages' requirements.txt. A lockfile refresh without updating the pins (or
-the reverse) fails here instead of shipping an untested combination.
+wheels pinned in tools/krunner/inputs.toml. A lockfile refresh without regenerating the pins
+(`python -m tools.krunner.pins`) fails here instead of shipping an untested combination.
 """
 
 from __future__ import annotations
 
-import json
 from importlib.resources import files
 from pathlib import Path
 
 import pytest
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
+from packaging.utils import canonicalize_name, parse_wheel_filename
+
+from tools.krunner import envbuild
+from tools.krunner.pins import (
+    ARCHES,
+    INPUTS_FILE,
+    PinError,
+    load_inputs,
+    parse_lock,
+    regenerated,
+)
 
 LOCKFILE = Path("requirements/python-default.lock")  # a `file` dependency, at the build root
-KRUNNER_PACKAGES = ("ai.backend.krunner.static_gnu", "ai.backend.krunner.alpine")
-# What the runner imports at run time; the pins must cover these and what they depend on.
-RUNNER_REQUIREMENTS = ("pyzmq", "msgpack", "jupyter-client")
 
 
-def locked_versions() -> dict[str, str]:
-    text = LOCKFILE.read_text()
-    # A Pants lockfile is JSON after a header of `//` comment lines.
-    body = "\n".join(line for line in text.splitlines() if not line.startswith("//"))
-    resolves = json.loads(body)["locked_resolves"]
-    return {
-        canonicalize_name(requirement["project_name"]): requirement["version"]
-        for resolve in resolves
-        for requirement in resolve["locked_requirements"]
+def test_wheel_pins_are_regenerated_from_the_lock() -> None:
+    text = INPUTS_FILE.read_text()
+    assert regenerated(text, LOCKFILE.read_text()) == text
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+@pytest.mark.parametrize("distro", ["static-gnu", "musllinux_1_2"])
+def test_pins_equal_the_lock_and_cover_the_runner(distro: str, arch: str) -> None:
+    locked = parse_lock(LOCKFILE.read_text())
+    pins = load_inputs().wheels[(distro, arch)]
+    assert {pin.name: pin.version for pin in pins} == {
+        pin.name: locked[pin.name].version for pin in pins
     }
+    assert {"pyzmq", "msgpack", "jupyter-client"} <= {pin.name for pin in pins}
+    for pin in pins:
+        name, version, _, _ = parse_wheel_filename(pin.filename)
+        assert (canonicalize_name(name), str(version)) == (pin.name, pin.version)
+        assert any(a.sha256 == pin.sha256 for a in locked[pin.name].artifacts)
 
 
-def krunner_pins(package: str) -> dict[str, str]:
-    text = files(package).joinpath("requirements.txt").read_text()
-    pins: dict[str, str] = {}
-    for line in text.splitlines():
-        line = line.split("#")[0].strip()
-        if not line:
-            continue
-        requirement = Requirement(line)
-        (specifier,) = requirement.specifier
-        assert specifier.operator == "==", f"{package}: {line!r} is not an exact pin"
-        pins[canonicalize_name(requirement.name)] = specifier.version
-    return pins
+@pytest.mark.parametrize(
+    ("package", "distro"),
+    [
+        ("ai.backend.krunner.static_gnu", "static-gnu"),
+        ("ai.backend.krunner.alpine", "musllinux_1_2"),
+    ],
+)
+def test_volume_version_follows_the_archive_content(package: str, distro: str) -> None:
+    # The agent never re-extracts a volume whose name it knows: new content needs a new number.
+    volume_version = int(files(package).joinpath(f"krunner-version.{distro}.txt").read_text())
+    load_inputs().check_volume(distro, Path(envbuild.__file__).read_bytes(), volume_version)
 
 
-@pytest.mark.parametrize("package", KRUNNER_PACKAGES)
-def test_pins_equal_the_locked_versions(package: str) -> None:
-    locked = locked_versions()
-    pins = krunner_pins(package)
-    mismatched = {
-        name: (pin, locked.get(name)) for name, pin in pins.items() if locked.get(name) != pin
-    }
-    assert not mismatched, f"{package} requirements.txt (pin, locked): {mismatched}"
-
-
-@pytest.mark.parametrize("package", KRUNNER_PACKAGES)
-def test_pins_cover_the_runner_requirements(package: str) -> None:
-    pins = krunner_pins(package)
-    missing = [name for name in RUNNER_REQUIREMENTS if canonicalize_name(name) not in pins]
-    assert not missing, f"{package} requirements.txt lacks {missing}"
+def test_changed_content_without_a_new_volume_version_is_refused() -> None:
+    inputs = load_inputs()
+    builder = Path(envbuild.__file__).read_bytes()
+    with pytest.raises(PinError, match="archive's content changed: raise krunner-version"):
+        inputs.check_volume("static-gnu", builder + b"\n# changed\n", 101)
+    with pytest.raises(PinError, match="records version 101 for the current static-gnu content"):
+        inputs.check_volume("static-gnu", builder, 102)

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import io
+import os
 import shutil
+import sys
+import tarfile
 from pathlib import Path
 
 import pytest
 
 from release.artifacts import list_artifacts, parse_artifact, read_contents
-from release.verify import Expectations, check_inventory, check_krunner_archives
+from release.verify import (
+    Expectations,
+    check_inventory,
+    check_krunner_archives,
+    check_krunner_environments,
+    missing_platform_wheels,
+)
 from release.versioning import CalVer
 from tests.release.conftest import DISTRIBUTIONS, Repo, package_command, python_command
 from tests.release.distfactory import Dist, default_files, write_release, write_sdist, write_wheel
+from tools.krunner.pins import load_inputs
 
 VERSION = "24.03.4rc1"
 EXPECTED = Expectations.build(CalVer.parse(VERSION), DISTRIBUTIONS, ">=3.12,<3.13")
@@ -192,3 +203,54 @@ def test_reproducible_rebuild(repo: Repo) -> None:
     [mismatch] = [line for line in lines if "no file of this name" not in line]
     assert mismatch.startswith("backend_ai_kernel-24.3.4rc1.tar.gz: not reproducible: sha256")
     assert [p.name for p in (repo.root / "dist").iterdir() if p.is_dir()] == []
+
+
+def test_krunner_archive_built_from_a_standin_fails(tmp_path: Path) -> None:
+    # This machine's interpreter links against a glibc far above the manylinux_2_26 promise.
+    interpreter = Path(os.path.realpath(sys.executable)).read_bytes()
+    files = {
+        f"{KRUNNER_DIR}/versions.txt": b"static-gnu\n",
+        f"{KRUNNER_DIR}/krunner-python.static-gnu.txt": b"3.12\n",
+        f"{KRUNNER_DIR}/krunner-env.static-gnu.x86_64.tar.xz": tar_xz(
+            {"./bin/python3": interpreter}
+        ),
+    }
+    tag = "py3-none-manylinux_2_26_x86_64"
+    dist = Dist("backend.ai-krunner-static-gnu", VERSION, files, tag=tag, purelib=False)
+    wheel = parse_artifact(write_wheel(tmp_path, dist))
+    assert wheel is not None
+    problems = check_krunner_environments(wheel, read_contents(wheel), load_inputs())
+    assert "krunner-env.static-gnu.x86_64.tar.xz: ./bin/python3 needs GLIBC_2." in problems[0]
+    assert any("lacks the mount point directory" in p for p in problems)
+    assert any("installs pyzmq (none), the lock pins" in p for p in problems)
+
+
+KRUNNER_DIR = "ai/backend/krunner/static_gnu"
+
+
+def tar_xz(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:xz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def test_missing_declared_platform_wheels_are_listed(tmp_path: Path) -> None:
+    inputs_file = Path("tools/krunner/inputs.toml")  # the workspace's declarations
+    built = [
+        "backend_ai_krunner_static_gnu-24.3.4rc1-py3-none-manylinux_2_26_x86_64.whl",
+        "backend_ai_krunner_alpine-24.3.4rc1-py3-none-musllinux_1_2_x86_64.whl",
+        "backend_ai_krunner_alpine-24.3.4rc1-py3-none-musllinux_1_2_aarch64.whl",
+    ]
+    for name in built:
+        (tmp_path / name).write_bytes(b"")
+    assert missing_platform_wheels(tmp_path, "24.3.4rc1", inputs_file) == [
+        "missing platform wheel"
+        " backend_ai_krunner_static_gnu-24.3.4rc1-py3-none-manylinux_2_26_aarch64.whl"
+        " (static-gnu, aarch64)"
+    ]
+    # A workspace without the file declares no platform wheels.
+    assert missing_platform_wheels(tmp_path, "24.3.4rc1", tmp_path / "none.toml") == []

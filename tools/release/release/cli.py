@@ -127,6 +127,12 @@ def _release_options[F: Callable[..., Any]](command: F) -> F:
         _package_cmd_option,
         click.option("--no-fetch", is_flag=True, help="Compare with the upstream as last fetched."),
         _wheelhouse_option,
+        click.option(
+            "--allow-missing-platform-wheels",
+            is_flag=True,
+            help="Release even if a krunner platform wheel that tools/krunner/inputs.toml"
+            " declares was not built.",
+        ),
     ]
     for decorator in reversed(decorators):
         command = decorator(command)
@@ -134,9 +140,19 @@ def _release_options[F: Callable[..., Any]](command: F) -> F:
 
 
 def _settings(
-    test_cmd: str, package_cmd: str, no_fetch: bool, wheelhouse: tuple[Path, ...]
+    test_cmd: str,
+    package_cmd: str,
+    no_fetch: bool,
+    wheelhouse: tuple[Path, ...],
+    allow_missing_platform_wheels: bool,
 ) -> ReleaseSettings:
-    return ReleaseSettings(test_cmd, package_cmd, fetch=not no_fetch, wheelhouses=wheelhouse)
+    return ReleaseSettings(
+        test_cmd,
+        package_cmd,
+        fetch=not no_fetch,
+        wheelhouses=wheelhouse,
+        allow_missing_platform_wheels=allow_missing_platform_wheels,
+    )
 
 
 def _release(options: Options, kind: str | None, settings: ReleaseSettings) -> None:
@@ -154,10 +170,16 @@ def _log(message: str) -> None:
 @_release_options
 @click.pass_obj
 def tag(
-    options: Options, test_cmd: str, package_cmd: str, no_fetch: bool, wheelhouse: tuple[Path, ...]
+    options: Options,
+    test_cmd: str,
+    package_cmd: str,
+    no_fetch: bool,
+    wheelhouse: tuple[Path, ...],
+    allow_missing_platform_wheels: bool,
 ) -> None:
     """Test, package, verify, fold the changelog, commit `release: VERSION` and tag VERSION."""
-    _release(options, None, _settings(test_cmd, package_cmd, no_fetch, wheelhouse))
+    settings = _settings(test_cmd, package_cmd, no_fetch, wheelhouse, allow_missing_platform_wheels)
+    _release(options, None, settings)
 
 
 @cli.command()
@@ -171,9 +193,11 @@ def cut(
     package_cmd: str,
     no_fetch: bool,
     wheelhouse: tuple[Path, ...],
+    allow_missing_platform_wheels: bool,
 ) -> None:
     """`bump KIND` then `tag`; on any failure the tree is left as it was."""
-    _release(options, kind, _settings(test_cmd, package_cmd, no_fetch, wheelhouse))
+    settings = _settings(test_cmd, package_cmd, no_fetch, wheelhouse, allow_missing_platform_wheels)
+    _release(options, kind, settings)
 
 
 @cli.command()

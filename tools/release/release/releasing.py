@@ -13,9 +13,10 @@ from release.changelog import build_changelog, ensure_not_folded
 from release.errors import ReleaseError
 from release.gitrepo import Git
 from release.proc import expand_command, run_streamed
-from release.verify import Expectations, verify_dist
+from release.verify import Expectations, missing_platform_wheels, verify_dist
 from release.versioning import CalVer, bump, read_version_file, write_version_file
 from release.workspace import Workspace
+from tools.krunner.pins import INPUTS_FILE
 
 Log = Callable[[str], None]
 
@@ -26,6 +27,7 @@ class ReleaseSettings:
     package_command: str
     fetch: bool = True
     wheelhouses: Sequence[Path] = ()
+    allow_missing_platform_wheels: bool = False
 
 
 def tag_release(
@@ -114,6 +116,14 @@ def _test_package_verify(
         log(problem)
     if problems:
         raise ReleaseError(f"verify found {len(problems)} problem(s) in {dist_dir}")
+    missing = missing_platform_wheels(dist_dir, expected.version.canonical, root / INPUTS_FILE)
+    for line in missing:
+        log(line)
+    if missing and not settings.allow_missing_platform_wheels:
+        raise ReleaseError(
+            f"{len(missing)} declared krunner platform wheel(s) missing from {dist_dir} (their"
+            " inputs could not be fetched?); --allow-missing-platform-wheels releases without them"
+        )
 
 
 def release_dist_dir(root: Path, version: CalVer) -> Path:

@@ -25,6 +25,9 @@ from release.fileio import sha256_file
 from release.installcheck import check_install
 from release.proc import python_module, run_unchecked
 from release.versioning import CalVer
+from tools.krunner.envcheck import check_environment
+from tools.krunner.pins import ARCHES, Inputs, load_inputs
+from tools.krunner.platform_wheel import wheel_filename
 
 FIRST_PARTY_PREFIX = "backend-ai-"
 _ARCH = re.compile(r"(x86_64|amd64|aarch64|arm64)$")
@@ -159,6 +162,7 @@ def check_artifact(artifact: Artifact, contents: Contents, expected: Expectation
     if artifact.kind == "wheel":
         problems += check_wheel_tags(artifact, contents)
         problems += check_krunner_archives(artifact, contents)
+        problems += check_krunner_environments(artifact, contents)
     return [f"{artifact.path.name}: {problem}" for problem in problems]
 
 
@@ -226,6 +230,63 @@ def check_krunner_archives(wheel: Artifact, contents: Contents) -> list[str]:
             if not _has_archive(archives, distro, arch):
                 problems.append(f"claims {arch} but has no krunner-env.{distro}.{arch}.tar.xz")
     return problems
+
+
+_ARCHIVE = re.compile(r"(?:.*/)?krunner-env\.(?P<distro>.+)\.(?P<arch>x86_64|aarch64)\.tar\.xz")
+
+
+def check_krunner_environments(
+    wheel: Artifact, contents: Contents, inputs: Inputs | None = None
+) -> list[str]:
+    """Each archive of a krunner platform wheel must keep the promises of the wheel's tag: the
+    agent's layout, the CPython of krunner-python.<distro>.txt, the pinned (locked) wheels, and
+    glibc symbol versions within the manylinux policy (a stand-in-built wheel fails here)."""
+    if "krunner" not in wheel.name or not _platforms(wheel):
+        return []
+    problems = []
+    for path, data in sorted(contents.data.items()):
+        if not (match := _ARCHIVE.fullmatch(path)):
+            continue
+        distro, arch = match["distro"], match["arch"]
+        python_file = path.rsplit("/", 1)[0] + f"/krunner-python.{distro}.txt"
+        if python_file not in contents.data:
+            problems.append(f"has no {python_file} next to {Path(path).name}")
+            continue
+        inputs = inputs or load_inputs()
+        for platform in sorted(p for p in _platforms(wheel) if _arch(p) == arch):
+            policy = _policy(platform, arch)
+            pins = inputs.wheels.get((distro, arch), ())
+            minor = contents.data[python_file].decode().strip()
+            problems += [
+                f"{Path(path).name}: {problem}"
+                for problem in check_environment(data, policy, minor, pins)
+            ]
+    return problems
+
+
+def missing_platform_wheels(dist_dir: Path, canonical: str, inputs_file: Path) -> list[str]:
+    """The krunner platform wheels the workspace's inputs.toml declares but `dist_dir` lacks
+    (one line each); a workspace without the file declares none."""
+    if not inputs_file.is_file():
+        return []
+    inputs = load_inputs(inputs_file)
+    present = {path.name for path in dist_dir.glob("*.whl")}
+    missing = []
+    for key, distro in sorted(inputs.distros.items()):
+        project = "backend.ai-krunner-" + distro.package.replace("_", "-")
+        for arch in ARCHES:
+            name = wheel_filename(project, canonical, distro.platform_tag(arch))
+            if name not in present:
+                missing.append(f"missing platform wheel {name} ({key}, {arch})")
+    return missing
+
+
+def _policy(platform: str, arch: str) -> str:
+    """manylinux_2_26_x86_64 -> manylinux_2_26; the legacy aliases by their glibc."""
+    legacy = {"manylinux1": "manylinux_2_5", "manylinux2010": "manylinux_2_12"}
+    legacy["manylinux2014"] = "manylinux_2_17"
+    base = platform.removesuffix(f"_{arch}")
+    return legacy.get(base, base)
 
 
 def _arch(platform: str) -> str | None:

@@ -1,0 +1,122 @@
+"""Builds a krunner package's platform wheels from its sdist: one per architecture it can.
+
+Run by the `krunner_wheels` Pants target (tools/pants-plugins/krunner_wheels) during
+`./pants package`, or by hand:
+
+    python -m tools.krunner.cli --sdist dist/backend.ai-krunner-static-gnu-X.tar.gz \
+        --distro static-gnu --out dist
+
+Each architecture whose inputs cannot be fetched is skipped with one line on stdout,
+`skipped <wheel platform>: <why>`; a file whose sha256 differs from its pin fails the build.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+from tools.krunner import envbuild
+from tools.krunner.envbuild import BuildError, build_environment
+from tools.krunner.fetch import ChecksumMismatch, Unavailable, fetch, file_sha256
+from tools.krunner.pins import (
+    ARCHES,
+    Distro,
+    Inputs,
+    PinError,
+    check_wheel_tags,
+    load_inputs,
+    supported_tags,
+)
+from tools.krunner.platform_wheel import SdistError, build_wheel, read_sdist
+
+FALLBACK_EPOCH = 315532800  # 1980-01-01, as the sdists use outside a checkout
+
+
+def default_cache() -> Path:
+    if explicit := os.environ.get("KRUNNER_CACHE_DIR"):
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base, "backend.ai-kernel", "krunner")
+
+
+def interpreter_archive(inputs: Inputs, distro: Distro, arch: str, cache: Path) -> Path:
+    """The local archive named by the distro's environment variable, or the pinned download."""
+    local = os.environ.get(distro.env_var(arch))
+    if local:
+        path = Path(local)
+        if not path.is_file():
+            raise BuildError(f"{distro.env_var(arch)}={local} names no file")
+        return path
+    return fetch(inputs.interpreters[(distro.key, arch)], cache)
+
+
+def build_arch(
+    inputs: Inputs, distro: Distro, arch: str, sdist: Path, out: Path, cache: Path, epoch: int
+) -> Path:
+    package = read_sdist(sdist)
+    package_dir = f"ai/backend/krunner/{distro.package}"
+    python_file = f"{package_dir}/krunner-python.{distro.key}.txt"
+    if python_file not in package.files:
+        raise SdistError(f"{sdist.name} has no {python_file}")
+    expected_minor = package.files[python_file].decode().strip()
+    if not os.environ.get(distro.env_var(arch)):  # a stand-in's archive is never released
+        version_file = f"{package_dir}/krunner-version.{distro.key}.txt"
+        volume_version = int(package.files[version_file].decode())
+        inputs.check_volume(distro.key, Path(envbuild.__file__).read_bytes(), volume_version)
+    interpreter = interpreter_archive(inputs, distro, arch, cache)
+    wheels = [fetch(pin, cache) for pin in inputs.wheels[(distro.key, arch)]]
+    if not wheels:
+        raise PinError(f"inputs.toml pins no wheels for {distro.key}.{arch}")
+    tags = supported_tags(distro.platform, arch, expected_minor)
+    for wheel in wheels:
+        check_wheel_tags(wheel, tags, distro.platform_tag(arch))
+    archive = cache / "archives" / archive_key(interpreter, wheels, expected_minor, epoch)
+    archive /= f"krunner-env.{distro.key}.{arch}.tar.xz"
+    if not archive.is_file():
+        archive.parent.mkdir(parents=True, exist_ok=True)
+        build_environment(interpreter, wheels, expected_minor, archive, epoch)
+    return build_wheel(package, package_dir, archive, distro.platform_tag(arch), out, epoch)
+
+
+def archive_key(interpreter: Path, wheels: list[Path], python_minor: str, epoch: int) -> str:
+    """Names a built archive by everything its bytes depend on, so that a rebuild can reuse it."""
+    digest = hashlib.sha256(Path(envbuild.__file__).read_bytes())
+    for part in (file_sha256(interpreter), *map(file_sha256, wheels), python_minor, str(epoch)):
+        digest.update(part.encode() + b"\0")
+    return digest.hexdigest()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--sdist", type=Path, required=True)
+    parser.add_argument("--distro", required=True, help="static-gnu or musllinux_1_2")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--inputs", type=Path, default=Path("tools/krunner/inputs.toml"))
+    parser.add_argument("--cache", type=Path, default=None)
+    parser.add_argument("--arch", action="append", choices=ARCHES, default=None)
+    args = parser.parse_args(argv)
+    epoch = int(os.environ.get("SOURCE_DATE_EPOCH") or FALLBACK_EPOCH)
+    try:
+        inputs = load_inputs(args.inputs)
+        distro = inputs.distro(args.distro)
+        args.out.mkdir(parents=True, exist_ok=True)
+        for arch in args.arch or ARCHES:
+            try:
+                wheel = build_arch(
+                    inputs, distro, arch, args.sdist, args.out, args.cache or default_cache(), epoch
+                )
+            except Unavailable as why:
+                print(f"skipped {distro.platform_tag(arch)} ({distro.key}): {why}", flush=True)
+            else:
+                print(f"built {wheel.name}", flush=True)
+    except (BuildError, ChecksumMismatch, PinError, SdistError, OSError) as error:
+        print(f"krunner build failed: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
