@@ -23,9 +23,9 @@ import pytest
 
 import ai.backend.helpers
 import ai.backend.kernel
+from ai.backend.kernel.agent_client import AgentClient
 from ai.backend.kernel.protocol import Op, Record
-from tests.kernel.conftest import FakeAgent
-from tests.support.processes import free_ports, stop_process_tree
+from tests.support.processes import free_ports, start_process, stop_process_tree
 
 ARCHIVE_ENV_VAR = "KRUNNER_PYTHON_ARCHIVE_STATIC_GNU_X86_64"
 PACKAGE_DIR = "ai/backend/krunner/static_gnu"
@@ -104,7 +104,7 @@ def test_console_scripts_point_at_the_mounted_volume(volume: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def agent(volume: Path) -> Iterator[FakeAgent]:
+def agent(volume: Path) -> Iterator[AgentClient]:
     base = Path(tempfile.mkdtemp(prefix="krunner-run-"))
     work_dir, config_dir = base / "work", base / "config"
     work_dir.mkdir()
@@ -114,35 +114,33 @@ def agent(volume: Path) -> Iterator[FakeAgent]:
     argv += ["--work-dir", str(work_dir), "--config-dir", str(config_dir), "--bind", "127.0.0.1"]
     argv += ["--input-socket", str(base / "input.sock"), "--interrupt-grace", "0.5"]
     argv += ["--repl-in-port", str(in_port), "--repl-out-port", str(out_port)]
-    process = subprocess.Popen(
-        argv, env=bare_env(TMPDIR=str(base)), cwd=work_dir, start_new_session=True
-    )
-    fake_agent = FakeAgent(in_port, out_port)
-    fake_agent.runner_alive = lambda: process.poll() is None
-    yield fake_agent
-    fake_agent.close()
+    process = start_process(argv, cwd=work_dir, env=bare_env(TMPDIR=str(base)))
+    client = AgentClient(in_port, out_port, alive=lambda: process.poll() is None)
+    client.first_status(timeout=60)
+    yield client
+    client.close()
     stop_process_tree(process, grace=20)
     shutil.rmtree(base, ignore_errors=True)
 
 
-def test_query(agent: FakeAgent) -> None:
+def test_query(agent: AgentClient) -> None:
     result = agent.query("echo out; echo err >&2; exit 3")
     assert (result.stdout, result.stderr, result.exit_code()) == ("out\n", "err\n", 3)
 
 
-def test_batch(agent: FakeAgent) -> None:
+def test_batch(agent: AgentClient) -> None:
     result = agent.batch(clean="", build="", exec="echo $_BACKEND_BATCH_MODE")
     assert result.types() == [Record.CLEAN_FINISHED, Record.BUILD_FINISHED, Record.FINISHED]
     assert result.stdout == "1\n"
 
 
-def test_input(agent: FakeAgent) -> None:
+def test_input(agent: AgentClient) -> None:
     result = agent.query('read name; echo "hi $name"', inputs=["Ann"])
     assert result.stdout.endswith("hi Ann\n")
     assert Record.WAITING_INPUT in result.types()
 
 
-def test_interrupt(agent: FakeAgent) -> None:
+def test_interrupt(agent: AgentClient) -> None:
     agent.send(Op.CODE, "echo started; sleep 60")
     agent.collect_until_stdout("started\n")
     agent.send(Op.INTERRUPT, "")
