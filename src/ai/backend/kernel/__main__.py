@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .languages import LANGUAGES
 from .server import Runner, RunnerConfig
+from .services.host import START_TIMEOUT
 
 log = logging.getLogger("ai.backend.kernel")
 
@@ -42,6 +43,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=2.0,
         help="seconds between an interrupt's SIGINT and SIGKILL (default: 2)",
     )
+    parser.add_argument(
+        "--service-start-timeout",
+        type=float,
+        default=START_TIMEOUT,
+        help="seconds a service may take to open its port, unless its definition says"
+        f" otherwise (default: {START_TIMEOUT:g})",
+    )
     return parser.parse_args(argv)
 
 
@@ -70,6 +78,7 @@ def make_config(args: argparse.Namespace) -> RunnerConfig:
         service_def_dir=args.service_def_dir,
         input_socket=args.input_socket,
         interrupt_grace=args.interrupt_grace,
+        service_start_timeout=args.service_start_timeout,
     )
 
 
