@@ -251,12 +251,19 @@ def build_env(
     base: Mapping[str, str],
 ) -> dict[str, str]:
     """The runner's child environment, the definition's ``env`` and the user's variables."""
-    env = dict(base)
-    if "LD_LIBRARY_PATH" in env:  # the service's own programs must not load krunner's libraries
-        paths = env["LD_LIBRARY_PATH"].split(":")
-        env["LD_LIBRARY_PATH"] = ":".join(p for p in paths if p.rstrip("/") != KRUNNER_LIB)
+    env = service_env(base)
     for key, value in definition.env.items():
         where = f"env {key} of {definition.name}"
         env[expand(key, variables, where=where)] = expand(value, variables, where=where)
     env.update(envs)
+    return env
+
+
+def service_env(base: Mapping[str, str]) -> dict[str, str]:
+    """The runner's child environment for a service: its own programs must not load krunner's
+    libraries."""
+    env = dict(base)
+    if "LD_LIBRARY_PATH" in env:
+        paths = env["LD_LIBRARY_PATH"].split(":")
+        env["LD_LIBRARY_PATH"] = ":".join(p for p in paths if p.rstrip("/") != KRUNNER_LIB)
     return env
