@@ -72,6 +72,7 @@ def test_sshd_argv() -> None:
     ]  # fmt: skip
     argv = sshd_argv("dropbear", Path("/k"), [2200, 2201], pass_env=True)
     assert argv[-5:] == ["-e", "-p", "0.0.0.0:2200", "-p", "0.0.0.0:2201"]
+    assert "-w" not in sshd_argv("dropbear", Path("/k"), [2200], False, allow_root=True)
 
 
 def test_ttyd_argv_attaches_tmux_except_under_ash() -> None:

@@ -12,10 +12,11 @@ from pathlib import Path
 from .languages import LANGUAGES
 from .server import Runner, RunnerConfig
 from .services.host import START_TIMEOUT
+from .services.intrinsic import SSHD_PORT, TTYD_PORT
 
 log = logging.getLogger("ai.backend.kernel")
 
-DEFAULT_PORTS = {"replin": 2000, "replout": 2001}
+DEFAULT_PORTS = {"replin": 2000, "replout": 2001, "sshd": SSHD_PORT, "ttyd": TTYD_PORT}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -79,6 +80,8 @@ def make_config(args: argparse.Namespace) -> RunnerConfig:
         input_socket=args.input_socket,
         interrupt_grace=args.interrupt_grace,
         service_start_timeout=args.service_start_timeout,
+        sshd_port=ports["sshd"],
+        ttyd_port=ports["ttyd"],
     )
 
 

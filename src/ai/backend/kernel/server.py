@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import json
 import logging
 import os
 import shutil
@@ -50,6 +51,8 @@ from .protocol import (
 )
 from .services.definitions import Catalog, load_catalog
 from .services.host import START_TIMEOUT, ServiceHost
+from .services.intrinsic import SSHD_PORT, TTYD_PORT, IntrinsicServices, SshFiles
+from .services.model import ModelServices
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +81,8 @@ class RunnerConfig:
     input_socket: Path
     interrupt_grace: float
     service_start_timeout: float = START_TIMEOUT
+    sshd_port: int = SSHD_PORT
+    ttyd_port: int = TTYD_PORT
 
 
 class Runner:
@@ -96,6 +101,7 @@ class Runner:
         self.init_errors: list[str] = []
         # Replaced in start(), once the child environment is known.
         self.services = ServiceHost(Catalog(), runtime_path=None, env={}, cwd=config.work_dir)
+        self.models = ModelServices(self.services, runtime_path=None, env={}, report=self.report_health)
         self.ready = asyncio.Event()
         self.build_failed = False
         self.queue: asyncio.Queue[Message] = asyncio.Queue()
@@ -130,6 +136,8 @@ class Runner:
         self.batch_env = {**self.env, "_BACKEND_BATCH_MODE": "1"}
         self.runtime_path = self.config.runtime_path or resolve_runtime(self.lang, self.env["PATH"])
         self.services = self._make_services()
+        self.services.launchers.update(self._make_intrinsic().launchers())
+        self.models = self._make_models()
         self.outsock.setsockopt(zmq.SNDHWM, SEND_HWM)
         for sock in (self.insock, self.outsock):
             sock.setsockopt(zmq.LINGER, LINGER_MS)
@@ -145,7 +153,7 @@ class Runner:
             self.config.repl_out_port,
             self.runtime_path,
         )
-        for job in (self._receive(), self._work(), self._initialize()):
+        for job in (self._receive(), self._work(), self._initialize(), self._start_intrinsic()):
             self._spawn(job)
 
     def _make_services(self) -> ServiceHost:
@@ -160,6 +168,23 @@ class Runner:
             start_timeout=self.config.service_start_timeout,
             searched=directories,
         )
+
+    def _make_intrinsic(self) -> IntrinsicServices:
+        config = self.config
+        files = SshFiles(config.work_dir, config.config_dir, self.private_dir / "dropbear")
+        return IntrinsicServices(files, self.env, config.work_dir, config.service_start_timeout)
+
+    def _make_models(self) -> ModelServices:
+        return ModelServices(
+            self.services, runtime_path=self.runtime_path, env=self.env, report=self.report_health
+        )
+
+    async def _start_intrinsic(self) -> None:
+        """sshd and ttyd, started at boot as the agent would start them; failures are only
+        logged (a later start-service of the name tries again and answers with the cause)."""
+        ports = {"sshd": self.config.sshd_port, "ttyd": self.config.ttyd_port}
+        requests = [{"name": name, "port": port, "ports": [port]} for name, port in ports.items()]
+        await asyncio.gather(*(self.services.start(json.dumps(r)) for r in requests))
 
     async def _start_relay(self) -> dict[str, str]:
         """Start the input relay; the environment variable that tells children where it is."""
@@ -189,6 +214,7 @@ class Runner:
             task.cancel()
         if self.background:  # let cancelled steps clean up, but never hang on a missing agent
             await asyncio.wait(self.background, timeout=SHUTDOWN_WAIT)
+        await self.models.close()
         await asyncio.gather(self.services.close(), self.processes.stop_all())
         if self.jupyter is not None:
             with contextlib.suppress(Exception):
@@ -454,7 +480,11 @@ class Runner:
         apps = self.services.apps(payload.strip())
         await self.send(Record.APPS_RESULT, encode_json({"status": "done", "data": apps}))
 
-    async def on_start_model_service(self, _: str) -> None:
-        error = "model services are not supported by this runner yet"
-        result = encode_json({"status": "failed", "error": error})
-        await self.send(Record.MODEL_SERVICE_RESULT, result)
+    async def on_start_model_service(self, payload: str) -> None:
+        reply = await self.models.start(payload)
+        if reply is not None:
+            await self.send(Record.MODEL_SERVICE_RESULT, encode_json(reply))
+
+    async def report_health(self, model: str, healthy: bool) -> None:
+        status = {"model_name": model, "is_healthy": healthy}
+        await self.send(Record.MODEL_SERVICE_STATUS, encode_json(status))

@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+import pwd
 import re
 import shutil
 import stat
@@ -281,15 +282,30 @@ async def help_text(argv: Sequence[str], env: Mapping[str, str]) -> str:
     return out.decode(errors="replace")
 
 
-def sshd_argv(dropbear: str, host_key: Path, ports: Sequence[int], pass_env: bool) -> list[str]:
-    """Foreground, log to stderr, no root logins or root passwords, 15 s keepalive, no idle
-    timeout; ``-e`` (dropbear 2022.82+) gives sessions the service's environment."""
-    argv = [dropbear, "-r", str(host_key), "-E", "-F", "-g", "-w", "-K", "15", "-I", "0"]
+def sshd_argv(
+    dropbear: str, host_key: Path, ports: Sequence[int], pass_env: bool, allow_root: bool = False
+) -> list[str]:
+    """Foreground, log to stderr, no root passwords, no root logins unless ``allow_root``, 15 s
+    keepalive, no idle timeout; ``-e`` (dropbear 2022.82+) gives sessions the service's
+    environment."""
+    no_root = [] if allow_root else ["-w"]
+    argv = [dropbear, "-r", str(host_key), "-E", "-F", "-g", *no_root, "-K", "15", "-I", "0"]
     if pass_env:
         argv.append("-e")
     for port in ports:
         argv += ["-p", f"0.0.0.0:{port}"]
     return argv
+
+
+def root_works_here(home: Path) -> bool:
+    """Whether the user of ``home`` is root, the runner's own user: then only root can use the
+    keys made there.  (In a container, the runner's root has its own home and the user is
+    ``work``, so root logins stay off.)"""
+    try:
+        root_home = Path(pwd.getpwuid(0).pw_dir)
+    except KeyError:
+        return False
+    return os.getuid() == 0 and root_home.resolve() == home.resolve()
 
 
 def choose_shell(bin_dir: Path = Path("/bin")) -> str:
@@ -339,7 +355,9 @@ class IntrinsicServices:
         tools = Dropbear.find(self.env.get("PATH", ""))
         await prepare_sshd(self.files, tools, self.env)
         pass_env = lists_option(await help_text([tools.server, "-h"], self.env), "-e")
-        return self._spec("sshd", sshd_argv(tools.server, self.files.host_key, ports, pass_env), ports[0])
+        allow_root = root_works_here(self.files.home)
+        argv = sshd_argv(tools.server, self.files.host_key, ports, pass_env, allow_root)
+        return self._spec("sshd", argv, ports[0])
 
     async def ttyd(self, request: ServiceRequest) -> LaunchSpec:
         port = _ports(request)[0]
