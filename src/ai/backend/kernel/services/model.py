@@ -73,7 +73,7 @@ def parse_model(entry: object) -> ModelService | None:
     command = service.get("start_command")
     if not (command and isinstance(command, list) and all(isinstance(c, str) for c in command)):
         raise InvalidModel(f"{where}: service.start_command: expected a list of strings")
-    port = _integer(service, "port", where, default=None, low=1, high=65535)
+    port = _integer(service, "port", f"{where}: service", default=None, low=1, high=65535)
     try:
         actions = [
             parse_action(raw, f"{where}: service.pre_start_actions[{i}]")
