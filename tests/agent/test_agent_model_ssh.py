@@ -11,14 +11,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ai.backend.common.events import ModelServiceStatusEvent
-from ai.backend.common.types import ModelServiceStatus
 from tests.support.processes import free_ports
 
 if TYPE_CHECKING:
     from tests.agent.conftest import AgentSession
 
-HEALTHY, UNHEALTHY = ModelServiceStatus.HEALTHY, ModelServiceStatus.UNHEALTHY
+HEALTHY, UNHEALTHY = "healthy", "unhealthy"  # ModelServiceStatus values
 EVENT_WAIT = 60.0
 
 # A model server whose /health answers with the status code in the file `health-status`.
@@ -44,11 +42,11 @@ class RecordingProducer:
     """The agent's event producer, keeping the model-service events."""
 
     def __init__(self) -> None:
-        self.statuses: list[tuple[str, ModelServiceStatus]] = []
+        self.statuses: list[tuple[str, str]] = []
 
     async def produce_event(self, event: Any, *, source: str = "agent") -> None:
-        if isinstance(event, ModelServiceStatusEvent):
-            self.statuses.append((event.model_name, event.new_status))
+        if event.name == "model_service_status_updated":  # ModelServiceStatusEvent
+            self.statuses.append((event.model_name, event.new_status.value))
 
 
 def wait_for_statuses(agent: AgentSession, events: RecordingProducer, count: int) -> None:

@@ -78,7 +78,8 @@ def test_sshd_argv() -> None:
 def test_ttyd_argv_attaches_tmux_except_under_ash() -> None:
     tmux = "/opt/kernel/tmux"
     assert ttyd_argv("ttyd", 7681, "/bin/bash", tmux, writable=False) == [
-        "ttyd", "-p", "7681", "/bin/bash", "-c", "export SHELL=/bin/bash; /opt/kernel/tmux -2 attach"
+        "ttyd", "-p", "7681", "/bin/bash",
+        "-c", "export SHELL=/bin/bash; /opt/kernel/tmux -2 attach",
     ]  # fmt: skip
     assert ttyd_argv("ttyd", 7681, "/bin/ash", tmux, writable=False) == [
         "ttyd", "-p", "7681", "/bin/ash"
@@ -99,7 +100,7 @@ DROPBEAR_USAGE = """Dropbear server v2022.83 https://matt.ucc.asn.au/dropbear/dr
 -e\t\tPass on server process environment to child process
 -E\t\tLog to stderr rather than syslog
 """
-TTYD_17_HELP = """    -p, --port              Port to listen (default: 7681, use `0` for random port)
+TTYD_17_HELP = """    -p, --port              Port to listen (default: 7681)
     -W, --writable          Allow clients to write to the TTY (readonly by default)
 """
 TTYD_16_HELP = "    -R, --readonly          Do not allow clients to write to the TTY\n"

@@ -72,7 +72,9 @@ def ssh_tools_missing() -> str | None:
     ]
     if not missing:
         return None
-    return f"{', '.join(missing)} not installed (Debian: dropbear-bin openssh-client libnss-wrapper)"
+    return (
+        f"{', '.join(missing)} not installed (Debian: dropbear-bin openssh-client libnss-wrapper)"
+    )
 
 
 def login_as_me(tmp_path: Path, home: Path) -> tuple[str, dict[str, str]]:

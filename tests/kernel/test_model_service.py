@@ -126,7 +126,9 @@ def test_model_with_null_service_gets_no_reply(start_kernel: StartKernel, tmp_pa
     """The agent 24.3 fails on its side right after sending such an entry and never reads a
     reply, which would then be taken as the answer to its next start-model-service."""
     kernel = start_kernel()
-    kernel.agent.send(Op.START_MODEL_SERVICE, json.dumps({"name": "m", "model_path": "/m"} | {"service": None}))
+    kernel.agent.send(
+        Op.START_MODEL_SERVICE, json.dumps({"name": "m", "model_path": "/m"} | {"service": None})
+    )
     # The next start's reply is the first one.
     missing_dir = model_entry(tmp_path / "nowhere", ["serve"], 8000)
     error = f"model_path {tmp_path / 'nowhere'} is not a directory"

@@ -101,7 +101,9 @@ class Runner:
         self.init_errors: list[str] = []
         # Replaced in start(), once the child environment is known.
         self.services = ServiceHost(Catalog(), runtime_path=None, env={}, cwd=config.work_dir)
-        self.models = ModelServices(self.services, runtime_path=None, env={}, report=self.report_health)
+        self.models = ModelServices(
+            self.services, runtime_path=None, env={}, report=self.report_health
+        )
         self.ready = asyncio.Event()
         self.build_failed = False
         self.queue: asyncio.Queue[Message] = asyncio.Queue()

@@ -161,9 +161,13 @@ async def set_up_user_key(files: SshFiles, tools: Dropbear, env: Mapping[str, st
         return
     with tempfile.TemporaryDirectory(dir=files.state_dir) as temp:
         dropbear_key, openssh_key = Path(temp) / "id_dropbear", Path(temp) / "id_container"
-        output = await run_tool([tools.keygen, "-t", "rsa", "-s", RSA_BITS, "-f", str(dropbear_key)], env)
+        output = await run_tool(
+            [tools.keygen, "-t", "rsa", "-s", RSA_BITS, "-f", str(dropbear_key)], env
+        )
         public = public_key_line(output)
-        await run_tool([tools.convert, "dropbear", "openssh", str(dropbear_key), str(openssh_key)], env)
+        await run_tool(
+            [tools.convert, "dropbear", "openssh", str(dropbear_key), str(openssh_key)], env
+        )
         write_private(files.id_container, openssh_key.read_text())
     write_private(files.authorized_keys, f"{public}\n")
     log.info("sshd: made a key pair; the private key is %s", files.id_container)
@@ -193,17 +197,19 @@ class Peer:
 def cluster_peers(files: SshFiles, env: Mapping[str, str]) -> list[Peer]:
     """From ``port-mapping.json`` (``{host: [hostname, port]}``) if the agent wrote one, else one
     pattern per role of ``BACKENDAI_CLUSTER_REPLICAS`` (``role:count,…``) on port 2200."""
-    try:
-        mapping = json.loads(files.port_mapping.read_text())
-    except FileNotFoundError:
-        replicas = env.get("BACKENDAI_CLUSTER_REPLICAS", "main:1")
-        roles = [item.partition(":")[0].strip() for item in replicas.split(",")]
-        if not all(roles):
-            raise ValueError(f"BACKENDAI_CLUSTER_REPLICAS: expected role:count,…, got {replicas!r}")
-        return [Peer(f"{role}*", SSHD_PORT) for role in roles]
+    if not files.port_mapping.exists():
+        return role_peers(env.get("BACKENDAI_CLUSTER_REPLICAS", "main:1"))
+    mapping = json.loads(files.port_mapping.read_text())
     if not isinstance(mapping, dict) or not all(_is_address(v) for v in mapping.values()):
         raise ValueError(f"{files.port_mapping}: expected {{host: [hostname, port]}}")
     return [Peer(host, port, hostname) for host, (hostname, port) in mapping.items()]
+
+
+def role_peers(replicas: str) -> list[Peer]:
+    roles = [item.partition(":")[0].strip() for item in replicas.split(",")]
+    if not all(roles):
+        raise ValueError(f"BACKENDAI_CLUSTER_REPLICAS: expected role:count,…, got {replicas!r}")
+    return [Peer(f"{role}*", SSHD_PORT) for role in roles]
 
 
 def _is_address(value: object) -> bool:
@@ -232,7 +238,9 @@ def add_cluster_config(files: SshFiles, env: Mapping[str, str]) -> None:
     files.ssh_dir.mkdir(mode=0o700, exist_ok=True)
     config = files.ssh_config.read_text() if files.ssh_config.exists() else ""
     known = configured_hosts(config)
-    blocks = [p.block(files.cluster_key) for p in cluster_peers(files, env) if p.pattern not in known]
+    blocks = [
+        p.block(files.cluster_key) for p in cluster_peers(files, env) if p.pattern not in known
+    ]
     if blocks:
         separator = "\n" if config and not config.endswith("\n") else ""
         write_private(files.ssh_config, config + separator + "".join(blocks))
