@@ -27,9 +27,8 @@ JUPYTER_DEF: dict[str, Any] = {
     "prestart": [
         {
             "action": "write_tempfile",
-            "args": {
-                "body": "c.ServerApp.port = {ports[0]}\nc.ServerApp.tornado_settings = {{}}\n"
-            },
+            # A list of lines, each with its "\n", as the images write it.
+            "args": {"body": ["c.ServerApp.port = {ports[0]}\n", "c.ServerApp.settings = {{}}\n"]},
             "ref": "jupyter_cfg",
         }
     ],
@@ -235,8 +234,15 @@ def test_write_tempfile_ref_feeds_the_command_and_variables_do_not_leak() -> Non
     assert variables == {"ports": [8888], "runtime_path": "/py"}  # not mutated
     config = Path(str(scope["jupyter_cfg"]))
     assert config.suffix == ".py"
-    assert config.read_text() == "c.ServerApp.port = 8888\nc.ServerApp.tornado_settings = {}\n"
+    assert config.read_text() == "c.ServerApp.port = 8888\nc.ServerApp.settings = {}\n"
     assert stat.S_IMODE(config.stat().st_mode) == 0o644
+    config.unlink()
+
+
+def test_write_tempfile_takes_one_string_too() -> None:
+    steps = actions({"action": "write_tempfile", "args": {"body": "a {ports[0]}"}, "ref": "f"})
+    config = Path(str(run(run_prestart_actions(steps, {"ports": [1]}, service="s"))["f"]))
+    assert config.read_text() == "a 1"
     config.unlink()
 
 

@@ -52,7 +52,8 @@ ACTION_PARAMS: dict[str, dict[str, Param]] = {
         "mode": Param(_STR, "644"),
         "append": Param(_BOOL, False),
     },
-    "write_tempfile": {"body": Param(_STR), "mode": Param(_STR, "644")},
+    # Images give the body as a list of lines, each with its own "\n".
+    "write_tempfile": {"body": Param(_STR + _LINES), "mode": Param(_STR, "644")},
     "run_command": {
         "command": Param(_LINES),
         "echo": Param(_BOOL, False),
@@ -191,7 +192,7 @@ async def _write_tempfile(args: dict[str, Any], where: str) -> str:
     try:
         fd, path = tempfile.mkstemp(suffix=".py")
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(args["body"])
+            f.write("".join(args["body"]))
         os.chmod(path, int(args["mode"], 8))
     except OSError as e:
         raise ServiceStartError(f"{where}: cannot write a temporary file: {e}") from e
