@@ -11,10 +11,12 @@ from pathlib import Path
 
 from .languages import LANGUAGES
 from .server import Runner, RunnerConfig
+from .services.host import START_TIMEOUT
+from .services.intrinsic import SSHD_PORT, TTYD_PORT
 
 log = logging.getLogger("ai.backend.kernel")
 
-DEFAULT_PORTS = {"replin": 2000, "replout": 2001}
+DEFAULT_PORTS = {"replin": 2000, "replout": 2001, "sshd": SSHD_PORT, "ttyd": TTYD_PORT}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -41,6 +43,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=2.0,
         help="seconds between an interrupt's SIGINT and SIGKILL (default: 2)",
+    )
+    parser.add_argument(
+        "--service-start-timeout",
+        type=float,
+        default=START_TIMEOUT,
+        help="seconds a service may take to open its port, unless its definition says"
+        f" otherwise (default: {START_TIMEOUT:g})",
     )
     # Options may come after RUNTIME_TYPE too, and before or after RUNTIME_PATH.
     return parser.parse_intermixed_args(argv)
@@ -71,6 +80,9 @@ def make_config(args: argparse.Namespace) -> RunnerConfig:
         service_def_dir=args.service_def_dir,
         input_socket=args.input_socket,
         interrupt_grace=args.interrupt_grace,
+        service_start_timeout=args.service_start_timeout,
+        sshd_port=ports["sshd"],
+        ttyd_port=ports["ttyd"],
     )
 
 

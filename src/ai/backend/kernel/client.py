@@ -3,6 +3,7 @@
     python -m ai.backend.kernel.client run 'print("hi")'
     python -m ai.backend.kernel.client batch --build '*' --exec '*'
     python -m ai.backend.kernel.client interactive
+    python -m ai.backend.kernel.client start-service jupyter --port 8080
 
 stdout/stderr records are written raw to the terminal's stdout/stderr, other records as one line
 each; input prompts are answered from the terminal.  The exit status is the execution's.
@@ -11,8 +12,10 @@ each; input prompts are answered from the terminal.  The exit status is the exec
 from __future__ import annotations
 
 import getpass
+import json
 import signal
 import sys
+from collections.abc import Iterable
 from types import FrameType
 from typing import TextIO
 
@@ -116,6 +119,73 @@ def interactive(client: AgentClient) -> None:
 def status(client: AgentClient) -> None:
     """Ask for the runner's status."""
     click.echo(client.status())
+
+
+def _wait_reply(client: AgentClient, kind: Record) -> object:
+    """The JSON payload of the next ``kind`` record, showing the others as they come."""
+
+    def show_others(record_type: str, payload: bytes) -> None:
+        if record_type != kind:
+            show(record_type, payload)
+
+    found = client.follow(kind, on_record=show_others, answer=read_answer)
+    return json.loads(found[kind])
+
+
+@main.command()
+@click.pass_obj
+def apps(client: AgentClient) -> None:
+    """List the services the runner has definitions for."""
+    client.send(Op.GET_APPS)
+    click.echo(json.dumps(_wait_reply(client, Record.APPS_RESULT), indent=2))
+
+
+def _options(pairs: Iterable[str], *, lists: bool) -> dict[str, object]:
+    """``K=V`` pairs; a bare ``K`` is a flag (null), a repeated ``K`` gives a list."""
+    options: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        item: object = value if sep else None
+        if lists and key in options and item is not None:
+            previous = options[key]
+            item = [*(previous if isinstance(previous, list) else [previous]), value]
+        options[key] = item
+    return options
+
+
+@main.command("start-service")
+@click.argument("name")
+@click.option("--port", type=int, required=True, help="the port the service must open")
+@click.option("--arg", "args", multiple=True, help="K=V (or K alone) for allowed_arguments")
+@click.option("--env", "envs", multiple=True, help="K=V for allowed_envs")
+@click.option("--protocol", default="http", show_default=True)
+@click.pass_obj
+def start_service(
+    client: AgentClient,
+    name: str,
+    port: int,
+    args: tuple[str, ...],
+    envs: tuple[str, ...],
+    protocol: str,
+) -> None:
+    """Start a service; exit 1 if the runner answers `failed`."""
+    env_values = _options(envs, lists=False)
+    if None in env_values.values():
+        raise click.UsageError("--env takes K=V")
+    options = {"arguments": _options(args, lists=True), "envs": env_values}
+    request = {"name": name, "port": port, "ports": [port], "protocol": protocol}
+    client.send(Op.START_SERVICE, json.dumps({**request, "options": options}))
+    reply = _wait_reply(client, Record.SERVICE_RESULT)
+    click.echo(json.dumps(reply))
+    sys.exit(1 if isinstance(reply, dict) and reply.get("status") == "failed" else 0)
+
+
+@main.command("stop-service")
+@click.argument("name")
+@click.pass_obj
+def stop_service(client: AgentClient, name: str) -> None:
+    """Stop a service and its whole process tree (the runner sends no reply)."""
+    client.send(Op.SHUTDOWN_SERVICE, json.dumps(name))
 
 
 if __name__ == "__main__":

@@ -152,7 +152,7 @@ async def _write_all(fd: int, data: bytes) -> None:
             await _wait_fd(fd, writable=True)
 
 
-def _session_members(session: int) -> list[int]:
+def session_members(session: int) -> list[int]:
     """Processes of ``session`` that are not zombies."""
     members = []
     for entry in os.listdir("/proc"):
@@ -248,7 +248,7 @@ def someone_waits_on(session: int, pipe_fd: int, syscalls: WaitSyscalls) -> bool
     if not _pipe_is_empty(pipe_fd):
         return False
     pipe_link = f"pipe:[{os.fstat(pipe_fd).st_ino}]"
-    return any(_reads_pipe(pid, pipe_link, syscalls) for pid in _session_members(session))
+    return any(_reads_pipe(pid, pipe_link, syscalls) for pid in session_members(session))
 
 
 async def _feed_stdin(
@@ -395,7 +395,7 @@ class ProcessManager:
         deadline = asyncio.get_running_loop().time() + self._grace
         while groups and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)
-            groups = {g for g in groups if _session_members(g)}
+            groups = {g for g in groups if session_members(g)}
         for pgid in groups:
             _signal_group(pgid, signal.SIGKILL)
         for task in list(self._drains):  # e.g. a pipe held open by a process in another session

@@ -45,6 +45,7 @@ class Record(StrEnum):
     SERVICE_RESULT = "service-result"
     APPS_RESULT = "apps-result"
     MODEL_SERVICE_RESULT = "model-service-result"
+    MODEL_SERVICE_STATUS = "model-service-status"
 
 
 RecordSink = Callable[[Record, bytes], Awaitable[None]]

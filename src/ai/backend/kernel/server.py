@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import json
 import logging
 import os
 import shutil
@@ -48,6 +49,10 @@ from .protocol import (
     exit_payload,
     parse_message,
 )
+from .services.definitions import Catalog, load_catalog
+from .services.host import START_TIMEOUT, ServiceHost
+from .services.intrinsic import SSHD_PORT, TTYD_PORT, IntrinsicServices, SshFiles
+from .services.model import ModelServices
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +62,7 @@ LINGER_MS = 100
 SHUTDOWN_WAIT = 2.0
 INIT_OUTPUT_TAIL = 4096
 INPUT_SOCKET_ENV = "BACKENDAI_USER_INPUT_SOCKET"
+IMAGE_SERVICE_DEFS = Path("/etc/backend.ai/service-defs")
 OOM_NOTICE = b"[runner] out of memory: the kernel's OOM killer ended a process.\n"
 
 Handler = Callable[[str], Awaitable[None]]
@@ -74,6 +80,9 @@ class RunnerConfig:
     service_def_dir: Path
     input_socket: Path
     interrupt_grace: float
+    service_start_timeout: float = START_TIMEOUT
+    sshd_port: int = SSHD_PORT
+    ttyd_port: int = TTYD_PORT
 
 
 class Runner:
@@ -90,6 +99,11 @@ class Runner:
         self.jupyter: JupyterKernel | None = None
         self.jupyter_problem = "the Jupyter kernel is still starting"
         self.init_errors: list[str] = []
+        # Replaced in start(), once the child environment is known.
+        self.services = ServiceHost(Catalog(), runtime_path=None, env={}, cwd=config.work_dir)
+        self.models = ModelServices(
+            self.services, runtime_path=None, env={}, report=self.report_health
+        )
         self.ready = asyncio.Event()
         self.build_failed = False
         self.queue: asyncio.Queue[Message] = asyncio.Queue()
@@ -128,6 +142,9 @@ class Runner:
 
     async def start(self) -> None:
         self.env.update(await self._start_relay())
+        self.services = self._make_services()
+        self.services.launchers.update(self._make_intrinsic().launchers())
+        self.models = self._make_models()
         self.outsock.setsockopt(zmq.SNDHWM, SEND_HWM)
         for sock in (self.insock, self.outsock):
             sock.setsockopt(zmq.LINGER, LINGER_MS)
@@ -135,8 +152,6 @@ class Runner:
         self.outsock.bind(f"tcp://{self.config.bind}:{self.config.repl_out_port}")
         if not self.config.work_dir.is_dir():
             log.warning("the work directory %s does not exist", self.config.work_dir)
-        if self.config.service_def_dir.is_dir():
-            log.info("service definitions in %s are not served yet", self.config.service_def_dir)
         log.info(
             "%s runner listening on %s:%d/%d (runtime %s)",
             self.lang.key,
@@ -145,8 +160,38 @@ class Runner:
             self.config.repl_out_port,
             self.runtime_path,
         )
-        for job in (self._receive(), self._work(), self._initialize()):
+        for job in (self._receive(), self._work(), self._initialize(), self._start_intrinsic()):
             self._spawn(job)
+
+    def _make_services(self) -> ServiceHost:
+        directories = [IMAGE_SERVICE_DEFS, self.config.service_def_dir]
+        catalog = load_catalog(directories)
+        log.info("services: %s", ", ".join(sorted(catalog.definitions)) or "none")
+        return ServiceHost(
+            catalog,
+            runtime_path=self.runtime_path,
+            env=self.env,
+            cwd=self.config.work_dir,
+            start_timeout=self.config.service_start_timeout,
+            searched=directories,
+        )
+
+    def _make_intrinsic(self) -> IntrinsicServices:
+        config = self.config
+        files = SshFiles(config.work_dir, config.config_dir, self.private_dir / "dropbear")
+        return IntrinsicServices(files, self.env, config.work_dir, config.service_start_timeout)
+
+    def _make_models(self) -> ModelServices:
+        return ModelServices(
+            self.services, runtime_path=self.runtime_path, env=self.env, report=self.report_health
+        )
+
+    async def _start_intrinsic(self) -> None:
+        """sshd and ttyd, started at boot as the agent would start them; failures are only
+        logged (a later start-service of the name tries again and answers with the cause)."""
+        ports = {"sshd": self.config.sshd_port, "ttyd": self.config.ttyd_port}
+        requests = [{"name": name, "port": port, "ports": [port]} for name, port in ports.items()]
+        await asyncio.gather(*(self.services.start(json.dumps(r)) for r in requests))
 
     async def _start_relay(self) -> dict[str, str]:
         """Start the input relay; the environment variable that tells children where it is."""
@@ -176,7 +221,8 @@ class Runner:
             task.cancel()
         if self.background:  # let cancelled steps clean up, but never hang on a missing agent
             await asyncio.wait(self.background, timeout=SHUTDOWN_WAIT)
-        await self.processes.stop_all()
+        await self.models.close()
+        await asyncio.gather(self.services.close(), self.processes.stop_all())
         if self.jupyter is not None:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(5):
@@ -433,20 +479,25 @@ class Runner:
             log.info("agent event: %s", payload[:200])
 
     async def on_start_service(self, payload: str) -> None:
-        try:
-            name = decode_json(payload).get("name", "?")
-        except (MalformedMessage, AttributeError):
-            name = "?"
-        error = f"services are not supported by this runner yet: {name}"
-        await self.send(Record.SERVICE_RESULT, encode_json({"status": "failed", "error": error}))
+        result = await self.services.start(payload)
+        await self.send(Record.SERVICE_RESULT, encode_json(result.as_reply()))
 
     async def on_shutdown_service(self, payload: str) -> None:
-        log.info("no service to shut down: %s", payload[:200])
+        try:  # the agent sends json.dumps(name)
+            name = decode_json(payload)
+        except MalformedMessage:
+            name = payload
+        await self.services.stop(str(name))
 
-    async def on_get_apps(self, _: str) -> None:
-        await self.send(Record.APPS_RESULT, encode_json({"status": "done", "data": []}))
+    async def on_get_apps(self, payload: str) -> None:
+        apps = self.services.apps(payload.strip())
+        await self.send(Record.APPS_RESULT, encode_json({"status": "done", "data": apps}))
 
-    async def on_start_model_service(self, _: str) -> None:
-        error = "model services are not supported by this runner yet"
-        result = encode_json({"status": "failed", "error": error})
-        await self.send(Record.MODEL_SERVICE_RESULT, result)
+    async def on_start_model_service(self, payload: str) -> None:
+        reply = await self.models.start(payload)
+        if reply is not None:
+            await self.send(Record.MODEL_SERVICE_RESULT, encode_json(reply))
+
+    async def report_health(self, model: str, healthy: bool) -> None:
+        status = {"model_name": model, "is_healthy": healthy}
+        await self.send(Record.MODEL_SERVICE_STATUS, encode_json(status))

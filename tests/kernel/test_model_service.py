@@ -1,0 +1,137 @@
+"""start-model-service: the models[] entry's checks and the runner's replies (fake agent)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ai.backend.kernel.protocol import Op, Record
+from ai.backend.kernel.services.health import HealthCheck
+from ai.backend.kernel.services.model import InvalidModel, parse_model
+from tests.kernel.conftest import RunningKernel, StartKernel
+from tests.support.processes import free_ports
+
+
+def entry(**service: Any) -> dict[str, Any]:
+    return {
+        "name": "m",
+        "model_path": "/models/m",
+        "service": {"start_command": ["serve"], "port": 8000, **service},
+    }
+
+
+def test_parse_model_with_the_agents_defaults() -> None:
+    model = parse_model(entry(health_check={"path": "health", "max_wait_time": None}))
+    assert model is not None
+    assert (model.service_name, model.model_path, model.start_command) == (
+        "m-8000",
+        Path("/models/m"),
+        ("serve",),
+    )
+    assert model.health_check == HealthCheck("health", 10, 5.0, 200)
+
+
+def test_parse_model_without_a_service_is_nothing_to_start() -> None:
+    assert parse_model({"name": "m", "model_path": "/models/m", "service": None}) is None
+
+
+@pytest.mark.parametrize(
+    "data, error",
+    [
+        ([], "model entry: expected an object, got list"),
+        ({"model_path": "/m"}, "model entry: name: expected a non-empty string, got None"),
+        (entry(port=0), "model m: service.port: expected an integer in 1..65535, got 0"),
+        (entry(start_command="serve"), "model m: service.start_command: expected a list of"),
+        (
+            entry(health_check={"path": "/h", "max_retries": 0}),
+            "model m: service.health_check.max_retries: expected an integer in 1..1000000",
+        ),
+        (
+            entry(health_check={"path": "/h", "max_wait_time": -1}),
+            "model m: service.health_check.max_wait_time: expected seconds >= 0, got -1",
+        ),
+        (
+            entry(pre_start_actions=[{"action": "fly"}]),
+            "model m: service.pre_start_actions[0].action: 'fly' is not an action",
+        ),
+    ],
+)
+def test_parse_model_names_the_bad_field(data: object, error: str) -> None:
+    with pytest.raises(InvalidModel) as raised:
+        parse_model(data)
+    assert str(raised.value).startswith(error)
+
+
+def start_model(kernel: RunningKernel, model: object) -> list[Any]:
+    """Send start-model-service; the model-service records up to its result."""
+    kernel.agent.send(Op.START_MODEL_SERVICE, json.dumps(model))
+    result = kernel.agent.collect(Record.MODEL_SERVICE_RESULT)
+    return [
+        (kind, json.loads(payload))
+        for kind, payload in result.records
+        if kind in (Record.MODEL_SERVICE_RESULT, Record.MODEL_SERVICE_STATUS)
+    ]
+
+
+def model_entry(model_path: Path, command: list[str], port: int) -> dict[str, Any]:
+    service = {"start_command": command, "port": port, "pre_start_actions": None}
+    return {"name": "m", "model_path": str(model_path), "service": service}
+
+
+def test_model_without_health_check_is_healthy_once_started(
+    start_kernel: StartKernel, tmp_path: Path
+) -> None:
+    # No service-definition directory at all: model services do not need one.
+    kernel = start_kernel()
+    (port,) = free_ports(1)
+    model = model_entry(tmp_path, [sys.executable, "-c", "import time; time.sleep(60)"], port)
+    kernel.agent.send(Op.START_MODEL_SERVICE, json.dumps(model))
+    result = kernel.agent.collect(Record.MODEL_SERVICE_RESULT, Record.MODEL_SERVICE_STATUS)
+    assert result.json_payloads(Record.MODEL_SERVICE_RESULT) == [{"status": "started"}]
+    assert result.json_payloads(Record.MODEL_SERVICE_STATUS) == [
+        {"model_name": "m", "is_healthy": True}
+    ]
+
+
+def test_model_failures_are_answered_with_their_cause(
+    start_kernel: StartKernel, tmp_path: Path
+) -> None:
+    kernel = start_kernel()
+    (port,) = free_ports(1)
+    missing_dir = model_entry(tmp_path / "nowhere", ["serve"], port)
+    assert start_model(kernel, missing_dir) == [
+        (
+            Record.MODEL_SERVICE_RESULT,
+            {"status": "failed", "error": f"model_path {tmp_path / 'nowhere'} is not a directory"},
+        )
+    ]
+    bad = {"name": "m", "model_path": str(tmp_path), "service": {"port": port}}
+    assert start_model(kernel, bad) == [
+        (
+            Record.MODEL_SERVICE_RESULT,
+            {
+                "status": "failed",
+                "error": "start-model-service: model m: service.start_command: expected a list"
+                " of strings",
+            },
+        )
+    ]
+
+
+def test_model_with_null_service_gets_no_reply(start_kernel: StartKernel, tmp_path: Path) -> None:
+    """The agent 24.3 fails on its side right after sending such an entry and never reads a
+    reply, which would then be taken as the answer to its next start-model-service."""
+    kernel = start_kernel()
+    kernel.agent.send(
+        Op.START_MODEL_SERVICE, json.dumps({"name": "m", "model_path": "/m"} | {"service": None})
+    )
+    # The next start's reply is the first one.
+    missing_dir = model_entry(tmp_path / "nowhere", ["serve"], 8000)
+    error = f"model_path {tmp_path / 'nowhere'} is not a directory"
+    assert start_model(kernel, missing_dir) == [
+        (Record.MODEL_SERVICE_RESULT, {"status": "failed", "error": error})
+    ]
