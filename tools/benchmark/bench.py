@@ -47,6 +47,13 @@ from typing import IO, Any
 import zmq
 
 from ai.backend.kernel.protocol import MalformedMessage, Op, Record, decode_exit, decode_status
+from tools.benchmark.services_bench import (
+    ServiceResults,
+    format_table,
+    image_definitions,
+    measure_services,
+    write_definitions,
+)
 
 UPSTREAM_VERSION = "24.3.3"
 UPSTREAM_PORTS = (2000, 2001)
@@ -58,6 +65,7 @@ STREAM_CMD = f"yes {STREAM_LINE} | head -c {STREAM_BYTES}"
 START_TIMEOUT = 60.0
 RUN_TIMEOUT = 60.0
 STREAM_TIMEOUT = 600.0
+SERVICE_SAMPLES = 20
 INTERLEAVE_BLOCK = 20  # query samples per turn, runner and bare jupyter_client alternating
 MB = 1e6
 
@@ -971,6 +979,38 @@ def bench_upstream(cfg: Config) -> RunnerResults:
     return bench_runner(upstream_command(python), cfg)
 
 
+def bench_services_of(command: RunnerCommand, cfg: Config, stamps: Path) -> ServiceResults:
+    progress(f"{command.label}: services")
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    try:
+        with running(command, ctx, cfg.log_dir) as runner:
+            first_status(runner.client, runner.started, runner.proc)
+            return measure_services(runner.client, stamps, SERVICE_SAMPLES)
+    except BenchError as exc:
+        return ServiceResults(errors=[str(exc)])
+    finally:
+        ctx.term()
+
+
+def bench_services(cfg: Config, new_command: RunnerCommand) -> dict[str, ServiceResults]:
+    stamps = cfg.log_dir / "service-stamps"
+    stamps.mkdir()
+    results = {"upstream": ServiceResults(errors=["not measured"])}
+    python = None if cfg.skip_upstream else ensure_upstream(cfg)
+    if python is not None and prepare_upstream_dirs():
+        with image_definitions(stamps) as written:
+            if written:
+                results["upstream"] = bench_services_of(upstream_command(python), cfg, stamps)
+    defs = cfg.log_dir / "service-defs"
+    write_definitions(defs, stamps)
+    argv = [*new_command.argv[:-2], "--service-def-dir", str(defs), *new_command.argv[-2:]]
+    command = RunnerCommand("new", argv, new_command.cwd, new_command.env, free_port(), free_port())
+    command.argv[command.argv.index("--repl-in-port") + 1] = str(command.in_port)
+    command.argv[command.argv.index("--repl-out-port") + 1] = str(command.out_port)
+    results["this runner"] = bench_services_of(command, cfg, stamps)
+    return results
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bai-kernel-bench-") as tmp:
@@ -983,7 +1023,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         with jupyter_baseline(cfg, new_command.env) as paired:
             new = bench_runner(new_command, cfg, paired)
         baselines = measure_baselines(cfg, new.paired_jupyter_rtt)
+        services = bench_services(cfg, new_command)
         report(cfg, upstream, new, baselines)
+        print()
+        print(format_table(services))
+        for label, result in services.items():
+            print_errors(f"services, {label}", result.errors)
     return 0
 
 
