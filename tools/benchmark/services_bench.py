@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import socket
@@ -122,6 +123,7 @@ def wait_record(client: Client, kind: str, on_other: Callable[[str], None] = pri
 
 def measure_quick_start(client: Client, stamp_dir: Path, samples: int, out: ServiceResults) -> None:
     for _ in range(samples):
+        (stamp_dir / QUICK).unlink(missing_ok=True)
         port = free_port()
         sent = time.perf_counter()
         sent_wall = time.time()
@@ -131,11 +133,21 @@ def measure_quick_start(client: Client, stamp_dir: Path, samples: int, out: Serv
         if reply.get("status") != "started":
             out.errors.append(f"{QUICK}: {reply}")
             return
-        opened = float((stamp_dir / QUICK).read_text())
+        opened = read_stamp(stamp_dir / QUICK)
         out.start_to_started.append(elapsed)
         out.after_port_open.append(now - max(opened, sent_wall))
         client.send(Op.SHUTDOWN_SERVICE, json.dumps(QUICK))
         time.sleep(0.5)  # upstream: SIGTERM, then its watcher forgets the process
+
+
+def read_stamp(path: Path) -> float:
+    """The program's time after listen(); it may still be writing it when `started` arrives."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, ValueError):
+            return float(path.read_text())
+        time.sleep(0.001)
+    raise TimeoutError(f"{path} was never written")
 
 
 def measure_status_while_starting(client: Client, out: ServiceResults) -> None:
