@@ -21,4 +21,10 @@ blocks taken in turns with this runner's queries, so that both see the same mach
 Memory: "idle RSS, runner process" is the runner process alone (its resident set after the
 warm-up and 1 s idle); "runner + children" adds every descendant, which is mostly the Jupyter
 kernel.
+
+Services (``services.py``): start-service to `started` for a program that listens at once (and
+the part after its port opened), and the worst `status` round trip while five slow services
+start. Upstream reads service definitions only from ``/etc/backend.ai/service-defs``: they are
+written there only when that directory is absent, and removed afterwards; this runner gets its
+own directory (``--service-def-dir``).
 """

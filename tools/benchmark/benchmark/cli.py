@@ -15,6 +15,7 @@ from .config import Config, progress
 from .measure import RunnerResults, bench_runner
 from .report import report
 from .runners import describe_new_runner, new_runner_command
+from .services import bench_services
 from .upstream import ensure_upstream, prepare_upstream_dirs, upstream_command
 
 
@@ -85,5 +86,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         with jupyter_baseline(cfg, new_command.env) as paired:
             new = bench_runner(new_command, cfg, paired)
         baselines = measure_baselines(cfg, new.paired_jupyter_rtt)
-        report(cfg, upstream, new, baselines)
+        services = bench_services(cfg)
+        report(cfg, upstream, new, baselines, services)
     return 0

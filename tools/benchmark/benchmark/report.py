@@ -1,4 +1,4 @@
-"""The benchmark's report: one table comparing the runners, one of baselines."""
+"""The benchmark's report: tables comparing the runners (round trips, services) and baselines."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from .baselines import Baselines
 from .client import StreamResult
 from .config import Config
 from .measure import RunnerResults
+from .services import ServiceResults
 from .upstream import UPSTREAM_VERSION
 
 MB = 1e6
@@ -69,6 +70,16 @@ def build_rows(up: RunnerResults, new: RunnerResults, base: Baselines) -> list[R
     ]  # fmt: skip
 
 
+def service_rows(up: ServiceResults, new: ServiceResults) -> list[Row]:
+    return [
+        Row("start-service -> started (median)", up.start_median, new.start_median, "ms"),
+        Row("  of which after the port opened", up.after_open_median, new.after_open_median,
+            "ms"),
+        Row("worst status round trip, 5 starting", up.worst_status_rtt, new.worst_status_rtt,
+            "ms"),
+    ]  # fmt: skip
+
+
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
     aligns = ["<", *[">"] * (len(headers) - 1)]
@@ -106,7 +117,13 @@ def print_errors(label: str, errors: Sequence[str]) -> None:
         print(f"  ! {label}: {error}")
 
 
-def report(cfg: Config, up: RunnerResults, new: RunnerResults, base: Baselines) -> None:
+def report(
+    cfg: Config,
+    up: RunnerResults,
+    new: RunnerResults,
+    base: Baselines,
+    services: tuple[ServiceResults, ServiceResults],
+) -> None:
     print()
     print(
         f"iterations: {cfg.iterations} per round trip; stream runs: {cfg.stream_runs}; "
@@ -114,8 +131,12 @@ def report(cfg: Config, up: RunnerResults, new: RunnerResults, base: Baselines) 
     )
     print(comparison_table(build_rows(up, new, base)))
     print()
+    print(comparison_table(service_rows(*services)))
+    print()
     print(baseline_table(base))
     print("(ratio < 1 is better for times and memory, > 1 for throughput)")
     print_errors("upstream", up.errors)
     print_errors("this runner", new.errors)
     print_errors("baseline", base.errors)
+    print_errors("services, upstream", services[0].errors)
+    print_errors("services, this runner", services[1].errors)
