@@ -169,13 +169,14 @@ async def _write_file(args: dict[str, Any], where: str) -> None:
             with path.open("a", encoding="utf-8") as f:
                 f.write(body)
         else:
-            _write_atomically(path, body)
+            write_atomically(path, body)
         path.chmod(int(args["mode"], 8))
     except OSError as e:
         raise ServiceStartError(f"{where}: cannot write {path}: {e.strerror or e}") from e
 
 
-def _write_atomically(path: Path, body: str) -> None:
+def write_atomically(path: Path, body: str) -> None:
+    """Replace ``path`` with ``body`` at once; the new file is private (0600) until chmod-ed."""
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:

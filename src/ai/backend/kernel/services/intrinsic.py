@@ -10,7 +10,6 @@ logged and the others still happen; only the host key is required to start dropb
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -23,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .actions import write_atomically
 from .definitions import service_env
 from .errors import ServiceStartError
 from .host import Launcher, ServiceRequest
@@ -72,19 +72,6 @@ async def run_tool(argv: Sequence[str], env: Mapping[str, str]) -> str:
         message = err.decode(errors="replace").strip()[-500:]
         raise ServiceStartError(f"{' '.join(argv)} exited with status {proc.returncode}: {message}")
     return out.decode(errors="replace")
-
-
-def write_private(path: Path, text: str) -> None:
-    """Replace ``path`` atomically with a file only its owner may read (mode 0600)."""
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
 
 
 def restrict_mode(path: Path, mode: int) -> None:
@@ -168,8 +155,8 @@ async def set_up_user_key(files: SshFiles, tools: Dropbear, env: Mapping[str, st
         await run_tool(
             [tools.convert, "dropbear", "openssh", str(dropbear_key), str(openssh_key)], env
         )
-        write_private(files.id_container, openssh_key.read_text())
-    write_private(files.authorized_keys, f"{public}\n")
+        write_atomically(files.id_container, openssh_key.read_text())
+    write_atomically(files.authorized_keys, f"{public}\n")
     log.info("sshd: made a key pair; the private key is %s", files.id_container)
 
 
@@ -243,7 +230,7 @@ def add_cluster_config(files: SshFiles, env: Mapping[str, str]) -> None:
     ]
     if blocks:
         separator = "\n" if config and not config.endswith("\n") else ""
-        write_private(files.ssh_config, config + separator + "".join(blocks))
+        write_atomically(files.ssh_config, config + separator + "".join(blocks))
     public_key = files.cluster_key.with_name("id_cluster.pub")
     if public_key.exists():
         authorize(files.authorized_keys, public_key.read_text().strip())
@@ -254,7 +241,7 @@ def authorize(authorized_keys: Path, key: str) -> None:
     text = authorized_keys.read_text() if authorized_keys.exists() else ""
     if key and key not in (line.strip() for line in text.splitlines()):
         separator = "\n" if text and not text.endswith("\n") else ""
-        write_private(authorized_keys, f"{text}{separator}{key}\n")
+        write_atomically(authorized_keys, f"{text}{separator}{key}\n")
 
 
 async def prepare_sshd(files: SshFiles, tools: Dropbear, env: Mapping[str, str]) -> None:
