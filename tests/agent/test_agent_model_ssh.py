@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from tests.support.processes import free_ports
 
 if TYPE_CHECKING:
-    from tests.agent.conftest import AgentSession
+    from tests.agent.harness import AgentSession
 
 HEALTHY, UNHEALTHY = "healthy", "unhealthy"  # ModelServiceStatus values
 EVENT_WAIT = 60.0

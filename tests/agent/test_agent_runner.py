@@ -21,6 +21,7 @@ import pytest
 
 from tests.agent.harness import AgentSession, RunResult, new_run_id
 from tests.support.processes import processes_matching, still_running
+from tests.support.service_programs import without_image_service_defs
 
 # For tests that leave the runner as they found it: they share one (see tests/agent/harness.py).
 shared_runner = pytest.mark.shared_runner
@@ -50,6 +51,7 @@ def test_check_status(agent: AgentSession) -> None:
     assert isinstance(result["started_at"], float)
 
 
+@without_image_service_defs
 def test_kernel_creation_readiness_sequence(agent: AgentSession) -> None:
     """What the agent does at kernel creation: check_status(), then get_service_apps()."""
     assert agent.run(agent.kernel.check_status()) is not None
@@ -64,6 +66,7 @@ def test_ping(agent: AgentSession) -> None:
 
 
 @shared_runner
+@without_image_service_defs
 def test_get_apps_returns_empty_list(agent: AgentSession) -> None:
     result = agent.run(agent.kernel.get_service_apps())
     # On no answer the agent returns {"status": "failed", "error": "timeout"} after 10 s.

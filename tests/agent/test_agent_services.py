@@ -15,13 +15,8 @@ from typing import Any, cast
 
 import pytest
 
-from tests.agent.conftest import (
-    AgentSession,
-    RunnerChoice,
-    new_runner_spec,
-    start_runner,
-)
-from tests.support.processes import free_ports
+from tests.agent.harness import AgentSession, RunnerChoice
+from tests.support.processes import free_ports, local_runner_command, start_runner
 from tests.support.service_programs import (
     listener_definition,
     records,
@@ -156,15 +151,20 @@ def services(
     defs = definitions(tmp)
     _fix_leaky_and_shell(defs)
     directory = write_definitions(tmp / "defs", **defs)
-    spec = new_runner_spec(tmp / "runner", runner_choice)
-    # The runner's python (with jupyter_server) is the image's runtime: {runtime_path}.
-    spec.argv[-1:] = ["--service-def-dir", str(directory), "python", runner_choice.python]
+    env = dict(runner_choice.env)
     for name in ("JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR"):
-        spec.env[name] = str(tmp / name.lower())
+        env[name] = str(tmp / name.lower())
+    # The runner's python (with jupyter_server) is the image's runtime: {runtime_path}.
+    args = ["--service-def-dir", str(directory), "python", runner_choice.python]
+    command = local_runner_command(runner_choice.python, tmp / "runner", env, *args)
     ports = dict(zip(defs, free_ports(len(defs)), strict=True))
-    runner = start_runner(spec, tmp)
+    runner = start_runner(command, tmp)
     try:
         session = AgentSession(agent_loop, runner)
+    except BaseException:
+        runner.stop()
+        raise
+    try:
         session.kernel.service_ports = cast(
             Any,
             [
@@ -179,9 +179,8 @@ def services(
             ],
         )
         yield ServiceKernel(session, tmp, ports)
-        session.close()
     finally:
-        runner.stop()
+        session.stop()  # the agent's sockets, then the runner and its services
 
 
 def test_get_apps_merges_definitions(services: ServiceKernel) -> None:

@@ -17,7 +17,12 @@ import pytest
 
 from ai.backend.kernel.agent_client import AgentClient
 from tests.support import processes
-from tests.support.processes import free_ports, start_process, stop_process_tree
+from tests.support.processes import (
+    free_ports,
+    start_process,
+    stop_process_tree,
+    write_intrinsic_ports,
+)
 
 START_TIMEOUT = 60.0  # seconds until a runner must answer its first `status`
 RECORD_TIMEOUT = 30.0  # seconds a test waits for any one record
@@ -31,6 +36,7 @@ class RunningKernel:
     private_tmp: Path
     in_port: int  # the runner's ops port (the agent's PUSH connects here)
     out_port: int  # the runner's records port
+    intrinsic_ports: dict[str, int]  # its intrinsic-ports.json ("sshd", "ttyd", ...)
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.process.poll() is None:
@@ -81,11 +87,16 @@ class KernelLauncher:
         ready: bool = True,
     ) -> RunningKernel:
         """Start a runner; ``files`` maps paths relative to its dirs ("work/x") to contents,
-        written before it starts. With ``ready``, return once it has answered `status`."""
+        written before it starts. With ``ready``, return once it has answered `status`.
+        Its sshd and ttyd get free ports in its intrinsic-ports.json (with its ops and records
+        ports too unless ``ports``, which passes those as options)."""
         base = self.root / f"k{len(self.started)}"
         work_dir, config_dir = base / "work", base / "config"
         work_dir.mkdir(parents=True)
         config_dir.mkdir()
+        in_port, out_port = free_ports()
+        repl_ports = {} if ports else {"replin": in_port, "replout": out_port}
+        intrinsic = write_intrinsic_ports(config_dir, **repl_ports)
         for relative, content in (files or {}).items():
             path = base / relative
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -94,19 +105,15 @@ class KernelLauncher:
         private_tmp = Path(tempfile.mkdtemp(prefix="bai-test-"))
         process_env = hermetic_env(base, private_tmp)
         process_env.update(env or {})
-        in_port, out_port = free_ports()
         argv = [sys.executable, "-s", "-m", "ai.backend.kernel", runtime]
         argv += ["--work-dir", str(work_dir), "--config-dir", str(config_dir)]
         argv += ["--bind", "127.0.0.1", "--input-socket", str(base / "input.sock")]
         if ports:
             argv += ["--repl-in-port", str(in_port), "--repl-out-port", str(out_port)]
-        else:
-            ports_file = config_dir / "intrinsic-ports.json"
-            ports_file.write_text(json.dumps({"replin": in_port, "replout": out_port}))
         argv += extra  # options given by the test override the defaults above
         process = start_process(argv, cwd=work_dir, env=process_env)
         agent = AgentClient(in_port, out_port, timeout=RECORD_TIMEOUT)
-        kernel = RunningKernel(agent, process, work_dir, private_tmp, in_port, out_port)
+        kernel = RunningKernel(agent, process, work_dir, private_tmp, in_port, out_port, intrinsic)
         agent.alive = kernel.runner_alive
         self.started.append(kernel)
         if ready:

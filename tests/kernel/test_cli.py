@@ -35,7 +35,8 @@ def test_ports_come_from_intrinsic_ports_json_unless_given(tmp_path: Path) -> No
 @pytest.mark.parametrize("content", ["not json", "[1, 2]", '{"replin": "x"}'])
 def test_bad_intrinsic_ports_fall_back_to_defaults(tmp_path: Path, content: str) -> None:
     (tmp_path / "intrinsic-ports.json").write_text(content)
-    assert intrinsic_ports(tmp_path) == {"replin": 2000, "replout": 2001}
+    defaults = {"replin": 2000, "replout": 2001, "sshd": 2200, "ttyd": 7681}
+    assert intrinsic_ports(tmp_path) == defaults
 
 
 def test_unknown_runtime_type_is_rejected() -> None:

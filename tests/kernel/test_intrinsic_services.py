@@ -1,4 +1,4 @@
-"""sshd and ttyd in a running runner, driven by the fake agent.
+"""sshd and ttyd in a running runner, driven by the agent's client.
 
 sshd is real: Debian's dropbear (dropbear-bin) and OpenSSH's ssh (.ci/run installs them). The
 login must not touch this machine's users, so the runner runs under nss_wrapper
@@ -29,7 +29,6 @@ from ai.backend.kernel.environment import DEFAULT_PATH
 from ai.backend.kernel.protocol import Op, Record
 from ai.backend.kernel.services.intrinsic import AGENT_BIN, TTYD_BIN, choose_shell, ttyd_argv
 from tests.kernel.conftest import RunningKernel, StartKernel
-from tests.support.processes import free_ports
 
 BOOT_WAIT = 90.0  # seconds for a boot-time start (two RSA keys on a busy machine)
 NSS_WRAPPER = next(iter(glob.glob("/usr/lib/*/libnss_wrapper.so")), None)  # Debian's multiarch dir
@@ -51,10 +50,6 @@ def start_service(kernel: RunningKernel, name: str, port: int) -> dict[str, str]
     (reply,) = kernel.agent.collect(Record.SERVICE_RESULT).json_payloads(Record.SERVICE_RESULT)
     assert isinstance(reply, dict)
     return reply
-
-
-def intrinsic_ports(sshd: int, ttyd: int) -> dict[str, str]:
-    return {"config/intrinsic-ports.json": json.dumps({"sshd": sshd, "ttyd": ttyd})}
 
 
 # ---- sshd -------------------------------------------------------------------------------
@@ -97,10 +92,9 @@ def test_ssh_login_with_the_generated_key_sees_the_container_environment(
     # A failing start-up step must not keep the keys from being made.
     (home / "bootstrap.sh").write_text("echo failing on purpose >&2\nexit 3\n")
     user, env = login_as_me(tmp_path, home)
-    sshd_port, ttyd_port = free_ports(2)
-    files = intrinsic_ports(sshd_port, ttyd_port)
-    files["config/environ.txt"] = "BAI_CONTAINER_MARKER=from-environ-txt\n"
+    files = {"config/environ.txt": "BAI_CONTAINER_MARKER=from-environ-txt\n"}
     kernel = start_kernel("git", "--work-dir", str(home), env=env, files=files)
+    sshd_port = kernel.intrinsic_ports["sshd"]  # free ones, from the fixture
 
     assert wait_until(lambda: port_open(sshd_port), timeout=BOOT_WAIT), "sshd did not start"
     assert start_service(kernel, "sshd", sshd_port) in UP
@@ -150,11 +144,8 @@ def test_ttyd_starts_at_boot_with_its_command_line(
     standin.chmod(0o755)
     argv_file = tmp_path / "ttyd-argv.json"
     path = f"{standin.parent}:{DEFAULT_PATH}"
-    sshd_port, ttyd_port = free_ports(2)
-    kernel = start_kernel(
-        env={"PATH": path, "TTYD_ARGV_FILE": str(argv_file)},
-        files=intrinsic_ports(sshd_port, ttyd_port),
-    )
+    kernel = start_kernel(env={"PATH": path, "TTYD_ARGV_FILE": str(argv_file)})
+    ttyd_port = kernel.intrinsic_ports["ttyd"]
 
     assert wait_until(lambda: port_open(ttyd_port), timeout=BOOT_WAIT), "ttyd did not start"
     assert start_service(kernel, "ttyd", ttyd_port) in UP
@@ -168,9 +159,8 @@ def test_ttyd_starts_at_boot_with_its_command_line(
 def test_ttyd_missing_says_where_it_looked(start_kernel: StartKernel, tmp_path: Path) -> None:
     empty = tmp_path / "empty-bin"
     empty.mkdir()
-    sshd_port, ttyd_port = free_ports(2)
-    kernel = start_kernel(env={"PATH": str(empty)}, files=intrinsic_ports(sshd_port, ttyd_port))
-    reply = start_service(kernel, "ttyd", ttyd_port)
+    kernel = start_kernel(env={"PATH": str(empty)})
+    reply = start_service(kernel, "ttyd", kernel.intrinsic_ports["ttyd"])
     assert reply["status"] == "failed"
     # The runner's PATH is the one it was given, after the directories it puts first.
     assert reply["error"].startswith(f"ttyd not found: looked for {TTYD_BIN} and on PATH (")

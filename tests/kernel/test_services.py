@@ -1,4 +1,4 @@
-"""start-service, shutdown-service and get-apps through the wire, with the fake agent."""
+"""start-service, shutdown-service and get-apps through the wire, with the agent's client."""
 
 from __future__ import annotations
 
@@ -9,14 +9,16 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from ai.backend.kernel.agent_client import AgentClient
 from ai.backend.kernel.protocol import Op, Record, decode_status
-from tests.kernel.conftest import FakeAgent, RunningKernel, StartKernel
-from tests.support.processes import free_ports, is_running
+from tests.kernel.conftest import RunningKernel, StartKernel
+from tests.support.processes import free_ports, is_running, pid_is_running, process
 from tests.support.service_programs import (
     listener_definition,
     port_accepts,
     records,
     wait_port_closed,
+    without_image_service_defs,
     write_definitions,
 )
 
@@ -28,7 +30,7 @@ def start_request(name: str, port: int, protocol: str = "http", **options: Any) 
     return json.dumps({**request, "options": options})
 
 
-def wait_for(agent: FakeAgent, kind: Record, others: list[tuple[str, bytes]]) -> bytes:
+def wait_for(agent: AgentClient, kind: Record, others: list[tuple[str, bytes]]) -> bytes:
     """The payload of the next ``kind`` record; the records before it go to ``others``."""
     while True:
         got, payload = agent.recv()
@@ -37,7 +39,7 @@ def wait_for(agent: FakeAgent, kind: Record, others: list[tuple[str, bytes]]) ->
         others.append((got, payload))
 
 
-def start(agent: FakeAgent, name: str, port: int, **kw: Any) -> dict[str, Any]:
+def start(agent: AgentClient, name: str, port: int, **kw: Any) -> dict[str, Any]:
     agent.send(Op.START_SERVICE, start_request(name, port, **kw))
     reply: dict[str, Any] = json.loads(wait_for(agent, Record.SERVICE_RESULT, []))
     return reply
@@ -48,6 +50,7 @@ def kernel_with(start_kernel: StartKernel, tmp_path: Path, **definitions: object
     return start_kernel("git", "--service-def-dir", str(directory))
 
 
+@without_image_service_defs
 def test_get_apps_lists_definitions_and_a_bad_file_is_reported_by_start(
     start_kernel: StartKernel, tmp_path: Path
 ) -> None:
@@ -154,7 +157,7 @@ def test_a_failure_after_the_reply_is_told_by_the_next_start(
     [port] = free_ports(1)
     assert start(kernel.agent, "slow", port)["error"] == f"slow {STILL_STARTING}"
     [pid] = [r["pid"] for r in records(record)]
-    while is_running(pid):
+    while pid_is_running(pid):
         kernel.agent.status()
         time.sleep(0.05)
     assert start(kernel.agent, "slow", port) == {
@@ -210,8 +213,10 @@ def test_runner_shutdown_stops_services(start_kernel: StartKernel, tmp_path: Pat
     [port] = free_ports(1)
     assert start(kernel.agent, "web", port) == {"status": "started"}
     [pid] = [r["pid"] for r in records(record)]
+    service = process(pid)
+    assert service is not None
     assert kernel.stop() == 0
-    assert not is_running(pid)
+    assert not is_running(service)
 
 
 def test_unknown_shutdown_is_ignored(start_kernel: StartKernel) -> None:

@@ -12,10 +12,12 @@ from tests.support.service_programs import (
     listener_definition,
     records,
     wait_port_closed,
+    without_image_service_defs,
     write_definitions,
 )
 
 
+@without_image_service_defs
 def test_apps_start_and_stop(start_kernel: StartKernel, tmp_path: Path) -> None:
     record = tmp_path / "record"
     web = listener_definition(

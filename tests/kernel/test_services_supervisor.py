@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ai.backend.kernel.services.supervisor import LaunchSpec, ServiceSupervisor, StartResult
-from tests.support.processes import free_ports, is_running
+from tests.support.processes import free_ports, pid_is_running
 
 # Prints, waits DELAY s, listens on PORT (0.0.0.0), writes its pid and a child's pid to PIDS.
 SERVER = """
@@ -45,7 +45,7 @@ def pids_file(tmp_path: Path) -> Iterator[Path]:
     yield path
     for line in path.read_text().splitlines() if path.exists() else []:
         for pid in map(int, line.split()):
-            if is_running(pid):
+            if pid_is_running(pid):
                 os.kill(pid, 9)
 
 
@@ -79,7 +79,7 @@ def test_started_then_running_and_stop_ends_the_tree(
     assert (first.as_reply(), second.as_reply()) == ({"status": "started"}, {"status": "running"})
     assert up and not still_running
     [[leader, child]] = pids_of(pids_file)
-    assert not is_running(leader) and not is_running(child)
+    assert not pid_is_running(leader) and not pid_is_running(child)
 
 
 def test_concurrent_starts_give_one_process(tmp_path: Path, port: int, pids_file: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -33,6 +34,18 @@ def free_ports(count: int = 2, host: str = "127.0.0.1") -> list[int]:
                 ports.append(port)
         _handed_out.update(ports)
         return ports
+
+
+def write_intrinsic_ports(config_dir: Path, **ports: int) -> dict[str, int]:
+    """Write a runner's ``intrinsic-ports.json`` (written atomically): free ports for the sshd
+    and ttyd it starts at boot, so that runners running at once do not all ask for 2200 and
+    7681, and ``ports`` (e.g. ``replin``) on top. Returns what it wrote."""
+    sshd, ttyd = free_ports(2)
+    chosen = {"sshd": sshd, "ttyd": ttyd, **ports}
+    partial = config_dir / "intrinsic-ports.json.partial"
+    partial.write_text(json.dumps(chosen))
+    partial.replace(config_dir / "intrinsic-ports.json")
+    return chosen
 
 
 def port_is_free(port: int, host: str = "0.0.0.0") -> bool:
@@ -122,10 +135,12 @@ def local_runner_command(
     python: str, base: Path, env: Mapping[str, str], *args: str
 ) -> RunnerCommand:
     """This repository's runner run by ``python`` on free ports of 127.0.0.1, with its work
-    and config dirs under ``base``; ``args`` are the runtime type and what follows it."""
+    and config dirs under ``base`` (with free intrinsic ports); ``args`` are the runtime
+    type and what follows it."""
     work, config = base / "work", base / "config"
     work.mkdir(parents=True, exist_ok=True)
     config.mkdir(parents=True, exist_ok=True)
+    write_intrinsic_ports(config)
     in_port, out_port = free_ports()
     argv = [
         python, "-m", "ai.backend.kernel",
@@ -156,6 +171,12 @@ def is_running(proc: psutil.Process) -> bool:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+def pid_is_running(pid: int) -> bool:
+    """Whether a live process has ``pid`` now, e.g. a pid that a test program wrote down."""
+    proc = process(pid)
+    return proc is not None and is_running(proc)
 
 
 def still_running(procs: Iterable[psutil.Process], timeout: float = 3.0) -> list[psutil.Process]:

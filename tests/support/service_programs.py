@@ -5,9 +5,22 @@ from __future__ import annotations
 import json
 import socket
 import sys
-import time
 from pathlib import Path
 from typing import Any
+
+import pytest
+
+from tests.support.processes import wait_until
+
+# The image's definitions, which the runner loads besides --service-def-dir (as
+# ai.backend.kernel.server.IMAGE_SERVICE_DEFS, not importable from the agent's resolve).
+IMAGE_SERVICE_DEFS = Path("/etc/backend.ai/service-defs")
+
+without_image_service_defs = pytest.mark.skipif(
+    IMAGE_SERVICE_DEFS.exists(),
+    reason=f"{IMAGE_SERVICE_DEFS} exists: the runner would list its services too",
+)
+"""For tests that expect the services of the test's own definitions and no others."""
 
 # A service: records its argv, PASSWORD and pid in RECORD (JSON lines), waits until the file
 # GATE exists (if given), then listens on 0.0.0.0:PORT.
@@ -58,9 +71,4 @@ def port_accepts(port: int) -> bool:
 
 
 def wait_port_closed(port: int, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while port_accepts(port):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
+    return wait_until(lambda: not port_accepts(port), timeout)
