@@ -1,24 +1,18 @@
 """sshd and ttyd in a running runner, driven by the agent's client.
 
-sshd is real: Debian's dropbear (dropbear-bin) and OpenSSH's ssh (.ci/run installs them). The
-login must not touch this machine's users, so the runner runs under nss_wrapper
-(libnss-wrapper): its passwd file gives the runner's own user (root in CI) the work dir as
-home, where the runner writes authorized_keys.  When that user is root, the runner leaves out
-dropbear's ``-w`` (no root logins), because only root can use those keys then.
+sshd is real: Debian's dropbear (dropbear-bin) and OpenSSH's ssh (.ci/run installs them), with
+the runner under nss_wrapper (tests.support.ssh).  When the runner's user is root, the runner
+leaves out dropbear's ``-w`` (no root logins), because only root can use those keys then.
 
 ttyd cannot be installed here: a stand-in program records its command line and listens.
 """
 
 from __future__ import annotations
 
-import glob
-import grp
 import json
 import os
-import pwd
 import shutil
 import socket
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -29,9 +23,9 @@ from ai.backend.kernel.environment import DEFAULT_PATH
 from ai.backend.kernel.protocol import Op, Record
 from ai.backend.kernel.services.intrinsic import AGENT_BIN, TTYD_BIN, choose_shell, ttyd_argv
 from tests.kernel.conftest import RunningKernel, StartKernel
+from tests.support.ssh import login_as_me, ssh_run, ssh_tools_missing
 
 BOOT_WAIT = 90.0  # seconds for a boot-time start (two RSA keys on a busy machine)
-NSS_WRAPPER = next(iter(glob.glob("/usr/lib/*/libnss_wrapper.so")), None)  # Debian's multiarch dir
 
 
 # The boot-time process: "started" when the request joins the boot-time start that is still
@@ -55,34 +49,6 @@ def start_service(kernel: RunningKernel, name: str, port: int) -> dict[str, str]
 # ---- sshd -------------------------------------------------------------------------------
 
 
-def ssh_tools_missing() -> str | None:
-    missing = [
-        name
-        for name, found in [
-            ("dropbear", shutil.which("dropbear", path=DEFAULT_PATH)),
-            ("ssh", shutil.which("ssh", path=DEFAULT_PATH)),
-            ("libnss_wrapper.so", NSS_WRAPPER),
-        ]
-        if found is None
-    ]
-    if not missing:
-        return None
-    return (
-        f"{', '.join(missing)} not installed (Debian: dropbear-bin openssh-client libnss-wrapper)"
-    )
-
-
-def login_as_me(tmp_path: Path, home: Path) -> tuple[str, dict[str, str]]:
-    """A user name and the runner environment that makes ``home`` that user's home."""
-    user = pwd.getpwuid(os.getuid()).pw_name
-    group = grp.getgrgid(os.getgid()).gr_name
-    passwd, groups = tmp_path / "passwd", tmp_path / "group"
-    passwd.write_text(f"{user}:x:{os.getuid()}:{os.getgid()}:test:{home}:/bin/sh\n")
-    groups.write_text(f"{group}:x:{os.getgid()}:\n")
-    env = {"NSS_WRAPPER_PASSWD": str(passwd), "NSS_WRAPPER_GROUP": str(groups)}
-    return user, {**env, "LD_PRELOAD": str(NSS_WRAPPER)}
-
-
 @pytest.mark.skipif(ssh_tools_missing() is not None, reason=str(ssh_tools_missing()))
 def test_ssh_login_with_the_generated_key_sees_the_container_environment(
     start_kernel: StartKernel, tmp_path: Path, wait_until: Callable[..., bool]
@@ -100,14 +66,7 @@ def test_ssh_login_with_the_generated_key_sees_the_container_environment(
     assert start_service(kernel, "sshd", sshd_port) in UP
     assert "bootstrap.sh failed: exit code 3" in kernel.agent.batch(exec="true").stderr
 
-    login = subprocess.run(
-        ["ssh", "-F", "/dev/null", "-i", str(home / "id_container"), "-p", str(sshd_port)]
-        + ["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no"]
-        + ["-o", "UserKnownHostsFile=/dev/null", f"{user}@127.0.0.1", "env; pwd"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    login = ssh_run(user, home / "id_container", sshd_port, "env; pwd")
     assert login.returncode == 0, login.stderr
     lines = login.stdout.splitlines()
     session_env = dict(line.split("=", 1) for line in lines if "=" in line)

@@ -1,0 +1,58 @@
+"""A real SSH login into a runner's dropbear, shared by the kernel and the agent tests.
+
+The login must not touch this machine's users, so the runner runs under nss_wrapper
+(libnss-wrapper): its passwd file gives the runner's own user (root in CI) the work dir as
+home, where the runner writes authorized_keys and ``id_container``.
+"""
+
+from __future__ import annotations
+
+import glob
+import grp
+import os
+import pwd
+import shutil
+import subprocess
+from pathlib import Path
+
+# Where the runner finds dropbear (it adds the sbin directories to PATH).
+SEARCH_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+NSS_WRAPPER = next(iter(glob.glob("/usr/lib/*/libnss_wrapper.so")), None)  # Debian's multiarch dir
+
+
+def ssh_tools_missing() -> str | None:
+    """Why a real login cannot run here, or None."""
+    found = {
+        "dropbear": shutil.which("dropbear", path=SEARCH_PATH),
+        "ssh": shutil.which("ssh", path=SEARCH_PATH),
+        "libnss_wrapper.so": NSS_WRAPPER,
+    }
+    missing = [name for name, path in found.items() if path is None]
+    if not missing:
+        return None
+    return (
+        f"{', '.join(missing)} not installed (Debian: dropbear-bin openssh-client libnss-wrapper)"
+    )
+
+
+def login_as_me(scratch: Path, home: Path) -> tuple[str, dict[str, str]]:
+    """A user name and the runner environment that makes ``home`` that user's home."""
+    user = pwd.getpwuid(os.getuid()).pw_name
+    group = grp.getgrgid(os.getgid()).gr_name
+    passwd, groups = scratch / "passwd", scratch / "group"
+    passwd.write_text(f"{user}:x:{os.getuid()}:{os.getgid()}:test:{home}:/bin/sh\n")
+    groups.write_text(f"{group}:x:{os.getgid()}:\n")
+    env = {"NSS_WRAPPER_PASSWD": str(passwd), "NSS_WRAPPER_GROUP": str(groups)}
+    return user, {**env, "LD_PRELOAD": str(NSS_WRAPPER)}
+
+
+def ssh_run(user: str, key: Path, port: int, command: str) -> subprocess.CompletedProcess[str]:
+    """``command`` run over SSH on 127.0.0.1:``port`` with ``key``, trusting any host key."""
+    return subprocess.run(
+        ["ssh", "-F", "/dev/null", "-i", str(key), "-p", str(port)]
+        + ["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no"]
+        + ["-o", "UserKnownHostsFile=/dev/null", f"{user}@127.0.0.1", command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
