@@ -14,8 +14,9 @@ import pytest
 
 from tests.agent.harness import AgentSession, RunnerChoice
 from tests.support.processes import local_runner_command, start_runner, wait_until
-from tests.support.ssh import login_as_me, ssh_run, ssh_tools_missing
+from tests.support.ssh import assert_login_sees_environment, login_as_me, ssh_tools_missing
 
+MARKER = "BAI_CONTAINER_MARKER=from-environ-txt"  # a line of environ.txt
 BOOT_WAIT = 90.0  # seconds for the boot-time start (two RSA keys on a busy machine)
 
 
@@ -30,7 +31,7 @@ def test_ssh_login_through_the_agent(
     home.mkdir(parents=True)
     user, ssh_env = login_as_me(tmp_path, home)
     (base / "config").mkdir()
-    (base / "config" / "environ.txt").write_text("BAI_CONTAINER_MARKER=from-environ-txt\n")
+    (base / "config" / "environ.txt").write_text(f"{MARKER}\n")
     env = {**runner_choice.env, **ssh_env}
     command = local_runner_command(runner_choice.python, base, env, "git")
     port = json.loads((base / "config" / "intrinsic-ports.json").read_text())["sshd"]
@@ -42,11 +43,6 @@ def test_ssh_login_through_the_agent(
         reply = session.run(session.kernel.start_service("sshd", {}), timeout=BOOT_WAIT)
         assert reply in ({"status": "started"}, {"status": "running"}), reply
 
-        login = ssh_run(user, home / "id_container", port, "env; pwd")
-        assert login.returncode == 0, login.stderr
-        lines = login.stdout.splitlines()
-        session_env = dict(line.split("=", 1) for line in lines if "=" in line)
-        assert session_env["BAI_CONTAINER_MARKER"] == "from-environ-txt"
-        assert lines[-1] == str(home)
+        assert_login_sees_environment(user, home, port, MARKER)
     finally:
         session.stop()

@@ -23,8 +23,9 @@ from ai.backend.kernel.environment import DEFAULT_PATH
 from ai.backend.kernel.protocol import Op, Record
 from ai.backend.kernel.services.intrinsic import AGENT_BIN, TTYD_BIN, choose_shell, ttyd_argv
 from tests.kernel.conftest import RunningKernel, StartKernel
-from tests.support.ssh import login_as_me, ssh_run, ssh_tools_missing
+from tests.support.ssh import assert_login_sees_environment, login_as_me, ssh_tools_missing
 
+MARKER = "BAI_CONTAINER_MARKER=from-environ-txt"  # a line of environ.txt
 BOOT_WAIT = 90.0  # seconds for a boot-time start (two RSA keys on a busy machine)
 
 
@@ -58,7 +59,7 @@ def test_ssh_login_with_the_generated_key_sees_the_container_environment(
     # A failing start-up step must not keep the keys from being made.
     (home / "bootstrap.sh").write_text("echo failing on purpose >&2\nexit 3\n")
     user, env = login_as_me(tmp_path, home)
-    files = {"config/environ.txt": "BAI_CONTAINER_MARKER=from-environ-txt\n"}
+    files = {"config/environ.txt": f"{MARKER}\n"}
     kernel = start_kernel("git", "--work-dir", str(home), env=env, files=files)
     sshd_port = kernel.intrinsic_ports["sshd"]  # free ones, from the fixture
 
@@ -66,12 +67,7 @@ def test_ssh_login_with_the_generated_key_sees_the_container_environment(
     assert start_service(kernel, "sshd", sshd_port) in UP
     assert "bootstrap.sh failed: exit code 3" in kernel.agent.batch(exec="true").stderr
 
-    login = ssh_run(user, home / "id_container", sshd_port, "env; pwd")
-    assert login.returncode == 0, login.stderr
-    lines = login.stdout.splitlines()
-    session_env = dict(line.split("=", 1) for line in lines if "=" in line)
-    assert session_env["BAI_CONTAINER_MARKER"] == "from-environ-txt"
-    assert lines[-1] == str(home)
+    assert_login_sees_environment(user, home, sshd_port, MARKER)
 
 
 # ---- ttyd (a stand-in) --------------------------------------------------------------------

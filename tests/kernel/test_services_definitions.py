@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import stat
 from pathlib import Path
@@ -21,6 +20,7 @@ from ai.backend.kernel.services.definitions import (
 )
 from ai.backend.kernel.services.errors import ServiceStartError
 from ai.backend.kernel.services.templates import TemplateError, expand
+from tests.support.service_programs import write_definitions
 
 # As the jupyter image writes it: a config file body with doubled braces, then the command.
 JUPYTER_DEF: dict[str, Any] = {
@@ -41,14 +41,6 @@ VSCODE_DEF: dict[str, Any] = {
     "allowed_envs": ["PASSWORD"],
     "default_arguments": {"--auth": "none"},
 }
-
-
-def write_defs(directory: Path, **defs: object) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, body in defs.items():
-        text = body if isinstance(body, str) else json.dumps(body)
-        (directory / f"{name}.json").write_text(text)
-    return directory
 
 
 def run(coro: Any) -> Any:
@@ -90,7 +82,7 @@ def test_template_errors_say_where(template: str, error: str) -> None:
 
 
 def test_real_image_definitions_load(tmp_path: Path) -> None:
-    catalog = load_catalog([write_defs(tmp_path, jupyter=JUPYTER_DEF, vscode=VSCODE_DEF)])
+    catalog = load_catalog([write_definitions(tmp_path, jupyter=JUPYTER_DEF, vscode=VSCODE_DEF)])
     assert catalog.problems == {}
     assert [d.app_info() for d in catalog.definitions.values()] == [
         {"name": "jupyter", "url_template": "http://{host}:{port}/"},
@@ -134,7 +126,7 @@ def test_real_image_definitions_load(tmp_path: Path) -> None:
 def test_bad_file_disables_only_that_service(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, body: object, problem: str
 ) -> None:
-    directory = write_defs(tmp_path, bad=body, vscode=VSCODE_DEF)
+    directory = write_definitions(tmp_path, bad=body, vscode=VSCODE_DEF)
     with caplog.at_level(logging.ERROR):
         catalog = load_catalog([directory])
     assert list(catalog.definitions) == ["vscode"]
@@ -144,8 +136,8 @@ def test_bad_file_disables_only_that_service(
 
 
 def test_later_directory_wins_and_missing_directory_is_skipped(tmp_path: Path) -> None:
-    first = write_defs(tmp_path / "a", svc={"command": ["first"]})
-    second = write_defs(tmp_path / "b", svc={"command": ["second"]})
+    first = write_definitions(tmp_path / "a", svc={"command": ["first"]})
+    second = write_definitions(tmp_path / "b", svc={"command": ["second"]})
     catalog = load_catalog([tmp_path / "missing", first, second])
     assert catalog.definitions["svc"].command == ("second",)
 

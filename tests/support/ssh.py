@@ -56,3 +56,15 @@ def ssh_run(user: str, key: Path, port: int, command: str) -> subprocess.Complet
         text=True,
         timeout=60,
     )
+
+
+def assert_login_sees_environment(user: str, home: Path, port: int, marker: str) -> None:
+    """Log in with the runner's ``id_container``: the session sees ``marker`` (a line of
+    environ.txt, ``NAME=value``) and starts in ``home``."""
+    login = ssh_run(user, home / "id_container", port, "env; pwd")
+    assert login.returncode == 0, login.stderr
+    lines = login.stdout.splitlines()
+    name, value = marker.split("=", 1)
+    session_env = dict(line.split("=", 1) for line in lines if "=" in line)
+    assert session_env[name] == value
+    assert lines[-1] == str(home)
