@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from ai.backend.kernel.services import supervisor as supervisor_module
 from ai.backend.kernel.services.supervisor import LaunchSpec, ServiceSupervisor, StartResult
 from tests.support.processes import free_ports, pid_is_running
 
@@ -80,6 +81,31 @@ def test_started_then_running_and_stop_ends_the_tree(
     assert up and not still_running
     [[leader, child]] = pids_of(pids_file)
     assert not pid_is_running(leader) and not pid_is_running(child)
+
+
+def test_a_start_after_the_port_opened_is_running_before_the_poll_sees_it(
+    tmp_path: Path, port: int, pids_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The readiness poll looks once, then sleeps past the test: only the port can tell.
+    monkeypatch.setattr(supervisor_module, "FAST_POLL", 60.0)
+    monkeypatch.setattr(supervisor_module, "SLOW_POLL", 60.0)
+
+    async def scenario() -> tuple[StartResult, bool, StartResult]:
+        supervisor = ServiceSupervisor(stop_grace=1.0)
+        launch = spec("web", server(port, pids_file, 0.3), port, tmp_path)
+        first = asyncio.create_task(supervisor.start(launch))
+        while not await supervisor_module.port_accepts(port):
+            await asyncio.sleep(0.02)
+        second = await supervisor.start(launch)
+        seen_by_poll = supervisor.is_up("web")
+        await supervisor.stop_all()
+        return second, seen_by_poll, await first
+
+    second, seen_by_poll, first = asyncio.run(scenario())
+    assert second.as_reply() == {"status": "running"}
+    assert not seen_by_poll
+    assert first.as_reply() == {"status": "failed", "error": "web was stopped while starting"}
+    assert len(pids_of(pids_file)) == 1
 
 
 def test_concurrent_starts_give_one_process(tmp_path: Path, port: int, pids_file: Path) -> None:

@@ -4,7 +4,8 @@ A service is ready once a TCP connect to 127.0.0.1:``probe_port`` succeeds.  Unt
 supervisor watches for the process exiting (the reply quotes its status and last output lines)
 and for ``start_timeout`` (the whole tree is then stopped).  Its output goes to the runner's log
 and the last lines to a bounded buffer for error messages.  One process per name: a start of a
-name that is starting joins that start; a start of a name that is up answers ``running``.
+name that is starting joins that start; a start of a name that is up (its port accepts, even
+if the readiness poll has not seen it yet) answers ``running``.
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ class ServiceSupervisor:
         """Start ``spec`` unless a process of that name exists; answer once it is known."""
         async with self._locks[spec.name]:  # held only to decide and spawn, never to wait
             service = self._services.get(spec.name)
-            if service is not None and self.is_up(spec.name):
+            if service is not None and await self._already_up(service):
                 return RUNNING
             if service is None or service.proc.returncode is not None:
                 try:
@@ -126,6 +127,14 @@ class ServiceSupervisor:
             if service.readiness.cancelled() and not cancelling():
                 return failed(f"{spec.name} was stopped while starting")
             raise
+
+    async def _already_up(self, service: _Service) -> bool:
+        """Up, or alive with its port open before its readiness poll noticed (it polls)."""
+        if self.is_up(service.spec.name):
+            return True
+        port = service.spec.probe_port
+        alive = service.proc.returncode is None
+        return alive and port is not None and await port_accepts(port)
 
     async def _spawn(self, spec: LaunchSpec) -> _Service:
         if not spec.argv:
