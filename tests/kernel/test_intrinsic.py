@@ -14,6 +14,7 @@ import pytest
 from ai.backend.kernel.services.errors import ServiceStartError
 from ai.backend.kernel.services.intrinsic import (
     Dropbear,
+    IntrinsicServices,
     SshFiles,
     add_cluster_config,
     choose_shell,
@@ -111,6 +112,24 @@ def test_lists_option() -> None:
     assert not lists_option(DROPBEAR_USAGE.replace("-e\t", "-x\t"), "-e")
     assert lists_option(TTYD_17_HELP, "--writable")
     assert not lists_option(TTYD_16_HELP, "--writable")
+
+
+def test_a_programs_usage_is_asked_once_and_sees_the_runners_later_environment(
+    tmp_path: Path,
+) -> None:
+    calls = tmp_path / "calls"
+    ttyd = executable(
+        tmp_path / "ttyd", f'#!/bin/sh\necho "$LATE" >> {calls}\necho "  -W, --writable"\n'
+    )
+    runner_env = {"PATH": os.environ["PATH"]}
+    services = IntrinsicServices(ssh_files(tmp_path), runner_env, tmp_path, 5.0)
+    runner_env["LATE"] = "set after construction"
+
+    async def ask_twice() -> list[bool]:
+        return [await services.documents(str(ttyd), "--help", option) for option in ("-W", "-R")]
+
+    assert asyncio.run(ask_twice()) == [True, False]
+    assert calls.read_text() == "set after construction\n"
 
 
 # ---- keys ---------------------------------------------------------------------------------

@@ -49,7 +49,7 @@ from .protocol import (
     exit_payload,
     parse_message,
 )
-from .services.definitions import Catalog, load_catalog
+from .services.definitions import load_catalog
 from .services.host import START_TIMEOUT, ServiceHost
 from .services.intrinsic import SSHD_PORT, TTYD_PORT, IntrinsicServices, SshFiles
 from .services.model import ModelServices
@@ -99,11 +99,6 @@ class Runner:
         self.jupyter: JupyterKernel | None = None
         self.jupyter_problem = "the Jupyter kernel is still starting"
         self.init_errors: list[str] = []
-        # Replaced in start(), once the child environment is known.
-        self.services = ServiceHost(Catalog(), runtime_path=None, env={}, cwd=config.work_dir)
-        self.models = ModelServices(
-            self.services, runtime_path=None, env={}, report=self.report_health
-        )
         self.ready = asyncio.Event()
         self.build_failed = False
         self.queue: asyncio.Queue[Message] = asyncio.Queue()
@@ -133,6 +128,10 @@ class Runner:
         # Ready before start(), so that everything that runs children can rely on them.
         self.env = self._make_env()
         self.runtime_path = config.runtime_path or resolve_runtime(self.lang, self.env["PATH"])
+        # They hold self.env itself: start() adds the input relay's address before any op.
+        self.services = self._make_services()
+        self.services.launchers.update(self._make_intrinsic().launchers())
+        self.models = self._make_models()
 
     @property
     def batch_env(self) -> dict[str, str]:
@@ -142,9 +141,6 @@ class Runner:
 
     async def start(self) -> None:
         self.env.update(await self._start_relay())
-        self.services = self._make_services()
-        self.services.launchers.update(self._make_intrinsic().launchers())
-        self.models = self._make_models()
         self.outsock.setsockopt(zmq.SNDHWM, SEND_HWM)
         for sock in (self.insock, self.outsock):
             sock.setsockopt(zmq.LINGER, LINGER_MS)

@@ -335,12 +335,25 @@ class IntrinsicServices:
         self, files: SshFiles, env: Mapping[str, str], cwd: Path, start_timeout: float
     ) -> None:
         self.files = files
-        self.env = service_env(env)
+        self.runner_env = env  # the runner's own mapping: it changes until the runner is up
         self.cwd = cwd
         self.start_timeout = start_timeout
+        self._usages: dict[tuple[str, str], str] = {}  # (program, help flag) -> usage text
+
+    @property
+    def env(self) -> dict[str, str]:
+        return service_env(self.runner_env)
 
     def launchers(self) -> dict[str, Launcher]:
         return {"sshd": self.sshd, "ttyd": self.ttyd}
+
+    async def documents(self, program: str, help_flag: str, option: str) -> bool:
+        """Whether ``program``'s usage lists ``option``; asked once per program, not per start."""
+        key = (program, help_flag)
+        usage = self._usages.get(key) or await help_text([program, help_flag], self.env)
+        if usage:  # empty after a timeout: ask again next time
+            self._usages[key] = usage
+        return lists_option(usage, option)
 
     def _spec(self, name: str, argv: list[str], port: int) -> LaunchSpec:
         return LaunchSpec(name, argv, self.env, self.cwd, port, self.start_timeout)
@@ -349,7 +362,7 @@ class IntrinsicServices:
         ports = _ports(request)
         tools = Dropbear.find(self.env.get("PATH", ""))
         await prepare_sshd(self.files, tools, self.env)
-        pass_env = lists_option(await help_text([tools.server, "-h"], self.env), "-e")
+        pass_env = await self.documents(tools.server, "-h", "-e")
         allow_root = root_works_here(self.files.home)
         argv = sshd_argv(tools.server, self.files.host_key, ports, pass_env, allow_root)
         return self._spec("sshd", argv, ports[0])
@@ -360,7 +373,7 @@ class IntrinsicServices:
         ttyd = find_program("ttyd", TTYD_BIN, path)
         tmux = AGENT_BIN / "tmux"
         tmux_path = str(tmux) if os.access(tmux, os.X_OK) else shutil.which("tmux", path=path)
-        writable = lists_option(await help_text([ttyd, "--help"], self.env), "--writable")
+        writable = await self.documents(ttyd, "--help", "--writable")
         return self._spec("ttyd", ttyd_argv(ttyd, port, choose_shell(), tmux_path, writable), port)
 
 
