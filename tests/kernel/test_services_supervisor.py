@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import socket
@@ -13,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from ai.backend.kernel.services import supervisor as supervisor_module
+from ai.backend.kernel.services.definitions import Catalog
+from ai.backend.kernel.services.host import ServiceHost, ServiceRequest
 from ai.backend.kernel.services.supervisor import LaunchSpec, ServiceSupervisor, StartResult
 from tests.support.processes import free_ports, pid_is_running
 
@@ -90,19 +93,26 @@ def test_a_start_after_the_port_opened_is_running_before_the_poll_sees_it(
     monkeypatch.setattr(supervisor_module, "FAST_POLL", 60.0)
     monkeypatch.setattr(supervisor_module, "SLOW_POLL", 60.0)
 
-    async def scenario() -> tuple[StartResult, bool, StartResult]:
-        supervisor = ServiceSupervisor(stop_grace=1.0)
-        launch = spec("web", server(port, pids_file, 0.3), port, tmp_path)
-        first = asyncio.create_task(supervisor.start(launch))
+    web = spec("web", server(port, pids_file, 0.3), port, tmp_path)
+
+    async def launch(request: ServiceRequest) -> LaunchSpec:
+        return web
+
+    async def scenario() -> tuple[list[StartResult], bool, StartResult]:
+        host = ServiceHost(Catalog(), runtime_path=None, env={}, cwd=tmp_path)
+        host.launchers["web"] = launch
+        request = json.dumps({"name": "web", "port": port})
+        first = asyncio.create_task(host.start(request))
         while not await supervisor_module.port_accepts(port):
             await asyncio.sleep(0.02)
-        second = await supervisor.start(launch)
-        seen_by_poll = supervisor.is_up("web")
-        await supervisor.stop_all()
-        return second, seen_by_poll, await first
+        # Through the host (the agent's path: joins the pending start) and the supervisor.
+        again = [await host.start(request), await host.supervisor.start(web)]
+        seen_by_poll = host.supervisor.is_up("web")
+        await host.close()
+        return again, seen_by_poll, await first
 
-    second, seen_by_poll, first = asyncio.run(scenario())
-    assert second.as_reply() == {"status": "running"}
+    again, seen_by_poll, first = asyncio.run(scenario())
+    assert [result.as_reply() for result in again] == [{"status": "running"}] * 2
     assert not seen_by_poll
     assert first.as_reply() == {"status": "failed", "error": "web was stopped while starting"}
     assert len(pids_of(pids_file)) == 1

@@ -126,10 +126,10 @@ class ServiceHost:
         """Run ``prepare`` and start what it returns, answering within the reply window."""
         if (untold := self._untold.pop(name, None)) is not None:
             return untold
+        if await self.supervisor.is_serving(name):  # even while its start is still polling
+            return RUNNING
         job = self._jobs.get(name)
         if job is None:
-            if self.supervisor.is_up(name):
-                return RUNNING
             job = asyncio.create_task(self._run(prepare))
             self._jobs[name] = job
             job.add_done_callback(lambda done: self._job_done(name, done))

@@ -112,7 +112,7 @@ class ServiceSupervisor:
         """Start ``spec`` unless a process of that name exists; answer once it is known."""
         async with self._locks[spec.name]:  # held only to decide and spawn, never to wait
             service = self._services.get(spec.name)
-            if service is not None and await self._already_up(service):
+            if service is not None and await self.is_serving(spec.name):
                 return RUNNING
             if service is None or service.proc.returncode is not None:
                 try:
@@ -128,13 +128,14 @@ class ServiceSupervisor:
                 return failed(f"{spec.name} was stopped while starting")
             raise
 
-    async def _already_up(self, service: _Service) -> bool:
+    async def is_serving(self, name: str) -> bool:
         """Up, or alive with its port open before its readiness poll noticed (it polls)."""
-        if self.is_up(service.spec.name):
+        if self.is_up(name):
             return True
-        port = service.spec.probe_port
-        alive = service.proc.returncode is None
-        return alive and port is not None and await port_accepts(port)
+        service = self._services.get(name)
+        if service is None or service.spec.probe_port is None or not self.is_running(name):
+            return False
+        return await port_accepts(service.spec.probe_port)
 
     async def _spawn(self, spec: LaunchSpec) -> _Service:
         if not spec.argv:
