@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.agent.harness import AgentSession, RunResult, new_run_id
-from tests.support.processes import processes_matching, still_running
+from tests.support.processes import processes_matching, still_running, wait_until_async
 from tests.support.service_programs import without_image_service_defs
 
 # For tests that leave the runner as they found it: they share one (see tests/agent/harness.py).
@@ -30,13 +29,6 @@ shared_runner = pytest.mark.shared_runner
 def unique_sleep(seconds: int) -> str:
     """A `sleep` command line that no other process has, to find it in /proc."""
     return f"sleep {seconds + (uuid.uuid4().int % 1000) / 1000:.3f}"
-
-
-async def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"{what} did not happen within {timeout} s"
-        await asyncio.sleep(0.05)
 
 
 # --------------------------------------------------------------------------------------
@@ -224,7 +216,7 @@ def test_interrupt_query(agent: AgentSession, tmp_path: Path) -> None:
 
     async def scenario() -> RunResult:
         task = asyncio.ensure_future(agent.execute_until_status(new_run_id(), "query", code))
-        await wait_until(started.exists, "the snippet starting")
+        await wait_until_async(started.exists, "the snippet starting")
         assert not task.done(), "sleep(60) finished early"
         assert await agent.kernel.interrupt_kernel() == {"status": "finished"}
         return await task
@@ -320,7 +312,7 @@ def test_interrupt_batch_kills_the_process_tree(agent: AgentSession) -> None:
 
     async def scenario() -> RunResult:
         task = await agent.start_exec(new_run_id(), f"{sleep}; echo unreachable")
-        await wait_until(lambda: bool(processes_matching(sleep)), "sleep starting")
+        await wait_until_async(lambda: bool(processes_matching(sleep)), "sleep starting")
         assert not task.done(), "sleep finished early"
         await agent.kernel.interrupt_kernel()
         return await task
@@ -348,7 +340,7 @@ def test_executions_are_serialised(agent: AgentSession, tmp_path: Path) -> None:
 
     async def scenario() -> tuple[RunResult, RunResult]:
         first = asyncio.ensure_future(execute("first", slow))
-        await wait_until(started.exists, "the first snippet starting")
+        await wait_until_async(started.exists, "the first snippet starting")
         # Run concurrently, this one would finish long before the first one's sleep(1).
         second = asyncio.ensure_future(execute("second", "print('second')"))
         return await first, await second
@@ -371,7 +363,7 @@ def test_stop_signal_stops_running_children(agent: AgentSession, signo: int) -> 
 
     async def start_sleep() -> asyncio.Future[RunResult]:
         task = await agent.start_exec(new_run_id(), sleep)
-        await wait_until(lambda: bool(processes_matching(sleep)), "sleep starting")
+        await wait_until_async(lambda: bool(processes_matching(sleep)), "sleep starting")
         return task
 
     execution = agent.run(start_sleep())

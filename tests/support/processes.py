@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -68,6 +69,17 @@ def wait_until(
             return True
         time.sleep(interval)
     return condition()
+
+
+async def wait_until_async(
+    condition: Callable[[], bool], what: str, timeout: float = 20.0, interval: float = 0.05
+) -> None:
+    """In a coroutine: wait for ``condition``, failing the test if ``what`` took longer."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout} s")
+        await asyncio.sleep(interval)
 
 
 def wait_ports_free(ports: Iterable[int], timeout: float = 15.0) -> bool:
