@@ -20,6 +20,7 @@ from ai.backend.kernel.services.definitions import (
 )
 from ai.backend.kernel.services.errors import ServiceStartError
 from ai.backend.kernel.services.templates import TemplateError, expand
+from tests.support.processes import pid_is_running, wait_until_async
 from tests.support.service_programs import write_definitions
 
 # As the jupyter image writes it: a config file body with doubled braces, then the command.
@@ -276,6 +277,22 @@ def test_run_command_timeout_fails_the_start() -> None:
     with pytest.raises(ServiceStartError) as e:
         run(run_prestart_actions(steps, {}, service="s"))
     assert str(e.value) == "prestart action 0 (run_command) of s: sleep did not finish in 0.2 s"
+
+
+def test_a_cancelled_start_stops_its_run_command(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    script = f"sleep 60 & echo $$ $! > {pids}; wait"
+    steps = actions({"action": "run_command", "args": {"command": ["sh", "-c", script]}})
+
+    async def shut_down_while_it_runs() -> None:
+        start = asyncio.create_task(run_prestart_actions(steps, {}, service="s"))
+        await wait_until_async(pids.exists, "the command starting")
+        start.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await start
+
+    run(shut_down_while_it_runs())
+    assert [pid_is_running(int(pid)) for pid in pids.read_text().split()] == [False, False]
 
 
 def test_action_template_error_names_the_action() -> None:

@@ -216,15 +216,22 @@ async def _run_command(args: dict[str, Any], where: str) -> dict[str, object]:
         async with asyncio.timeout(args["timeout"]):
             out, err = await proc.communicate()
     except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        await proc.wait()
+        await _kill_session(proc)
         error = f"{where}: {argv[0]} did not finish in {args['timeout']} s"
         raise ServiceStartError(error) from None
+    except asyncio.CancelledError:  # the service was shut down while it was starting
+        await _kill_session(proc)
+        raise
     result: dict[str, object] = {"out": _text(out), "err": _text(err), "exit_code": proc.returncode}
     if args["echo"] or proc.returncode != 0:
         log.info("%s: %s exited with status %s: %s", where, argv, proc.returncode, result)
     return result
+
+
+async def _kill_session(proc: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    await proc.wait()
 
 
 def _text(output: bytes) -> str:
