@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .subprocesses import run_to_end
+
 log = logging.getLogger(__name__)
 
 SYSTEM_KERNEL_DIRS = (Path("/usr/local/share/jupyter/kernels"), Path("/usr/share/jupyter/kernels"))
@@ -87,23 +89,18 @@ def choose(found: Mapping[str, Path], wanted: str, searched: Sequence[Path]) -> 
 
 async def python_prefix(interpreter: str, env: Mapping[str, str]) -> Path | None:
     """The ``sys.prefix`` that ``interpreter`` reports (its virtualenv or conda environment)."""
+    argv = [interpreter, "-c", "import sys; print(sys.prefix)"]  # site.py sets a venv's
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *(interpreter, "-c", "import sys; print(sys.prefix)"),  # site.py sets a venv's
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=dict(env),
-        )
-        async with asyncio.timeout(PREFIX_QUERY_TIMEOUT):
-            out, err = await proc.communicate()
+        done = await run_to_end(argv, PREFIX_QUERY_TIMEOUT, env)
     except (OSError, TimeoutError) as e:
         log.warning("cannot ask %s for its prefix: %r", interpreter, e)
         return None
-    if proc.returncode != 0:
-        log.warning("%s failed to report its prefix: %s", interpreter, err.decode(errors="replace"))
+    if done.returncode != 0:
+        log.warning(
+            "%s failed to report its prefix: %s", interpreter, done.err.decode(errors="replace")
+        )
         return None
-    return Path(out.decode(errors="replace").strip())
+    return Path(done.out.decode(errors="replace").strip())
 
 
 def install_prefixes(runtime: str) -> list[Path]:

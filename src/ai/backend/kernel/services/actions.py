@@ -8,17 +8,16 @@ of an action with a ``ref`` becomes a template variable of the later actions and
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
-import signal
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..subprocesses import run_to_end
 from .errors import ServiceStartError
 from .templates import expand
 
@@ -202,36 +201,17 @@ async def _write_tempfile(args: dict[str, Any], where: str) -> str:
 
 async def _run_command(args: dict[str, Any], where: str) -> dict[str, object]:
     argv: list[str] = args["command"]
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-        )
-    except OSError as e:
-        raise ServiceStartError(f"{where}: cannot run {argv[0]}: {e.strerror or e}") from e
-    try:
-        async with asyncio.timeout(args["timeout"]):
-            out, err = await proc.communicate()
-    except TimeoutError:
-        await _kill_session(proc)
+    try:  # a cancellation (the service shut down while starting) kills it too
+        done = await run_to_end(argv, args["timeout"])
+    except TimeoutError:  # before OSError, of which it is a subclass
         error = f"{where}: {argv[0]} did not finish in {args['timeout']} s"
         raise ServiceStartError(error) from None
-    except asyncio.CancelledError:  # the service was shut down while it was starting
-        await _kill_session(proc)
-        raise
-    result: dict[str, object] = {"out": _text(out), "err": _text(err), "exit_code": proc.returncode}
-    if args["echo"] or proc.returncode != 0:
-        log.info("%s: %s exited with status %s: %s", where, argv, proc.returncode, result)
+    except OSError as e:
+        raise ServiceStartError(f"{where}: cannot run {argv[0]}: {e.strerror or e}") from e
+    result = {"out": _text(done.out), "err": _text(done.err), "exit_code": done.returncode}
+    if args["echo"] or done.returncode != 0:
+        log.info("%s: %s exited with status %s: %s", where, argv, done.returncode, result)
     return result
-
-
-async def _kill_session(proc: asyncio.subprocess.Process) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    await proc.wait()
 
 
 def _text(output: bytes) -> str:

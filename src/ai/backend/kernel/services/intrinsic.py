@@ -9,7 +9,6 @@ logged and the others still happen; only the host key is required to start dropb
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -22,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..subprocesses import run_to_end
 from .actions import write_atomically
 from .definitions import service_env
 from .errors import ServiceStartError
@@ -54,24 +54,14 @@ def find_program(name: str, preferred: Path, path: str) -> str:
 
 async def run_tool(argv: Sequence[str], env: Mapping[str, str]) -> str:
     """Run a helper program to completion; its stdout, or an error quoting its stderr."""
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        env=dict(env),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
     try:
-        async with asyncio.timeout(TOOL_TIMEOUT):
-            out, err = await proc.communicate()
+        done = await run_to_end(argv, TOOL_TIMEOUT, env)
     except TimeoutError:
-        proc.kill()
-        await proc.wait()
         raise ServiceStartError(f"{argv[0]} did not finish within {TOOL_TIMEOUT:g} s") from None
-    if proc.returncode != 0:
-        message = err.decode(errors="replace").strip()[-500:]
-        raise ServiceStartError(f"{' '.join(argv)} exited with status {proc.returncode}: {message}")
-    return out.decode(errors="replace")
+    if done.returncode != 0:
+        message = done.err.decode(errors="replace").strip()[-500:]
+        raise ServiceStartError(f"{' '.join(argv)} exited with status {done.returncode}: {message}")
+    return done.out.decode(errors="replace")
 
 
 def restrict_mode(path: Path, mode: int) -> None:
@@ -260,21 +250,12 @@ async def prepare_sshd(files: SshFiles, tools: Dropbear, env: Mapping[str, str])
 
 async def help_text(argv: Sequence[str], env: Mapping[str, str]) -> str:
     """What a program prints for its usage (either stream, whatever its exit status)."""
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        env=dict(env),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
     try:
-        async with asyncio.timeout(TOOL_TIMEOUT):
-            out, _ = await proc.communicate()
+        return (await run_to_end(argv, TOOL_TIMEOUT, env, merge_stderr=True)).out.decode(
+            errors="replace"
+        )
     except TimeoutError:
-        proc.kill()
-        await proc.wait()
         return ""
-    return out.decode(errors="replace")
 
 
 def sshd_argv(
