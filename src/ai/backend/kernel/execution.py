@@ -23,7 +23,7 @@ import signal
 import struct
 import sys
 import termios
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -283,6 +283,28 @@ def _signal_group(pgid: int, sig: int) -> bool:
     return True
 
 
+def signal_session(session: int, sig: int) -> bool:
+    """Signal the session's own process group and each member that moved to another group;
+    whether there was anything to signal."""
+    signalled = _signal_group(session, sig)
+    for pid in session_members(session):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+            signalled = True
+    return signalled
+
+
+async def terminate_sessions(sessions: Iterable[int], grace: float) -> None:
+    """SIGTERM, up to ``grace`` seconds for the sessions to end, then SIGKILL what is left."""
+    remaining = {s for s in sessions if signal_session(s, signal.SIGTERM)}
+    deadline = asyncio.get_running_loop().time() + grace
+    while remaining and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+        remaining = {s for s in remaining if session_members(s)}
+    for session in remaining:
+        signal_session(session, signal.SIGKILL)
+
+
 class ProcessManager:
     """Runs user processes, one session each, and remembers their groups for interrupts."""
 
@@ -391,13 +413,7 @@ class ProcessManager:
 
     async def stop_all(self) -> None:
         """Terminate every process group ever started, including background leftovers."""
-        groups = {g for g in self._started if _signal_group(g, signal.SIGTERM)}
-        deadline = asyncio.get_running_loop().time() + self._grace
-        while groups and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.05)
-            groups = {g for g in groups if session_members(g)}
-        for pgid in groups:
-            _signal_group(pgid, signal.SIGKILL)
+        await terminate_sessions(self._started, self._grace)
         for task in list(self._drains):  # e.g. a pipe held open by a process in another session
             task.cancel()
         await asyncio.gather(*self._drains, return_exceptions=True)

@@ -15,15 +15,13 @@ import collections
 import contextlib
 import errno
 import logging
-import os
-import signal
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ..execution import session_members
+from ..execution import terminate_sessions
 from .errors import ServiceStartError
 
 __all__ = ["LaunchSpec", "ServiceStartError", "ServiceSupervisor", "StartResult"]
@@ -245,15 +243,10 @@ class ServiceSupervisor:
         await asyncio.gather(*(self.stop(name) for name in list(self._services)))
 
     async def _terminate(self, service: _Service) -> None:
-        session = service.proc.pid  # its own session: the leader's pid is the session id
         if service.readiness is not None and service.readiness is not asyncio.current_task():
             service.readiness.cancel()
-        _signal_all(session, signal.SIGTERM)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._stop_grace
-        while _members(session, service.proc) and loop.time() < deadline:
-            await asyncio.sleep(0.02)
-        _signal_all(session, signal.SIGKILL)
+        # Its own session: the leader's pid is the session id.
+        await terminate_sessions([service.proc.pid], self._stop_grace)
         await service.proc.wait()
         await self._drain(service)
         for task in service.tasks:
@@ -264,21 +257,6 @@ def cancelling() -> bool:
     """Whether the current task itself is being cancelled (not just something it awaits)."""
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
-
-
-def _members(session: int, leader: asyncio.subprocess.Process) -> list[int]:
-    members = session_members(session)
-    if leader.returncode is None and leader.pid not in members:
-        members.append(leader.pid)
-    return members
-
-
-def _signal_all(session: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(session, sig)
-    for pid in session_members(session):  # members that moved to another group
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, sig)
 
 
 async def port_accepts(port: int) -> bool:
