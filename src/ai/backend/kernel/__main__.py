@@ -10,7 +10,7 @@ import signal
 from pathlib import Path
 
 from .languages import LANGUAGES
-from .server import Runner, RunnerConfig
+from .server import IMAGE_SERVICE_DEFS, Runner, RunnerConfig
 from .services.host import START_TIMEOUT
 from .services.intrinsic import SSHD_PORT, TTYD_PORT
 
@@ -29,9 +29,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repl-out-port", type=int, help="records port (default: 2001)")
     parser.add_argument("--work-dir", type=Path, default=Path("/home/work"))
     parser.add_argument("--config-dir", type=Path, default=Path("/home/config"))
-    parser.add_argument(
-        "--service-def-dir", type=Path, default=Path("/etc/backend.ai/service-defs")
-    )
+    parser.add_argument("--service-def-dir", type=Path, default=IMAGE_SERVICE_DEFS)
     parser.add_argument(
         "--input-socket",
         type=Path,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import json
 import logging
 import os
 import shutil
@@ -50,7 +49,7 @@ from .protocol import (
     parse_message,
 )
 from .services.definitions import load_catalog
-from .services.host import START_TIMEOUT, ServiceHost
+from .services.host import START_TIMEOUT, ServiceHost, ServiceRequest
 from .services.intrinsic import SSHD_PORT, TTYD_PORT, IntrinsicServices, SshFiles
 from .services.model import ModelServices
 
@@ -160,7 +159,8 @@ class Runner:
             self._spawn(job)
 
     def _make_services(self) -> ServiceHost:
-        directories = [IMAGE_SERVICE_DEFS, self.config.service_def_dir]
+        # The same directory once (the default --service-def-dir is the image's).
+        directories = list(dict.fromkeys([IMAGE_SERVICE_DEFS, self.config.service_def_dir]))
         catalog = load_catalog(directories)
         log.info("services: %s", ", ".join(sorted(catalog.definitions)) or "none")
         return ServiceHost(
@@ -186,8 +186,8 @@ class Runner:
         """sshd and ttyd, started at boot as the agent would start them; failures are only
         logged (a later start-service of the name tries again and answers with the cause)."""
         ports = {"sshd": self.config.sshd_port, "ttyd": self.config.ttyd_port}
-        requests = [{"name": name, "port": port, "ports": [port]} for name, port in ports.items()]
-        await asyncio.gather(*(self.services.start(json.dumps(r)) for r in requests))
+        requests = [ServiceRequest(name, port, (port,)) for name, port in ports.items()]
+        await asyncio.gather(*(self.services.start_request(r) for r in requests))
 
     async def _start_relay(self) -> dict[str, str]:
         """Start the input relay; the environment variable that tells children where it is."""

@@ -88,7 +88,7 @@ class Catalog:
 def load_catalog(directories: Iterable[Path]) -> Catalog:
     """Read ``*.json`` of each directory in order; a later file of the same name wins."""
     catalog = Catalog()
-    for directory in dict.fromkeys(directories):  # the same directory only once
+    for directory in directories:
         for path in sorted(directory.glob("*.json")) if directory.is_dir() else ():
             name = path.stem
             catalog.definitions.pop(name, None)

@@ -116,6 +116,9 @@ class ServiceHost:
             request = parse_request(payload)
         except ServiceStartError as e:
             return failed(str(e))
+        return await self.start_request(request)
+
+    async def start_request(self, request: ServiceRequest) -> StartResult:
         if request.protocol == "preopen":  # the user runs it; nothing to spawn
             return STARTED
         if request.protocol == "pty":
