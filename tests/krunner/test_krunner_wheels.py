@@ -25,7 +25,7 @@ import ai.backend.helpers
 import ai.backend.kernel
 from ai.backend.kernel.agent_client import AgentClient
 from ai.backend.kernel.protocol import Op, Record
-from tests.support.processes import free_ports, start_process, stop_process_tree
+from tests.support.processes import local_runner_command, start_runner, stop_process_tree
 
 ARCHIVE_ENV_VAR = "KRUNNER_PYTHON_ARCHIVE_STATIC_GNU_X86_64"
 PACKAGE_DIR = "ai/backend/krunner/static_gnu"
@@ -106,21 +106,20 @@ def test_console_scripts_point_at_the_mounted_volume(volume: Path) -> None:
 @pytest.fixture(scope="module")
 def agent(volume: Path) -> Iterator[AgentClient]:
     base = Path(tempfile.mkdtemp(prefix="krunner-run-"))
-    work_dir, config_dir = base / "work", base / "config"
-    work_dir.mkdir()
-    config_dir.mkdir()
-    in_port, out_port = free_ports(2)
-    argv = [str(volume / "bin" / "python"), "-s", "-m", "ai.backend.kernel", "git"]
-    argv += ["--work-dir", str(work_dir), "--config-dir", str(config_dir), "--bind", "127.0.0.1"]
-    argv += ["--input-socket", str(base / "input.sock"), "--interrupt-grace", "0.5"]
-    argv += ["--repl-in-port", str(in_port), "--repl-out-port", str(out_port)]
-    process = start_process(argv, cwd=work_dir, env=bare_env(TMPDIR=str(base)))
-    client = AgentClient(in_port, out_port, alive=lambda: process.poll() is None)
-    client.first_status(timeout=60)
-    yield client
-    client.close()
-    stop_process_tree(process, grace=20)
-    shutil.rmtree(base, ignore_errors=True)
+    env = bare_env(TMPDIR=str(base), PYTHONNOUSERSITE="1")
+    options = ["--input-socket", str(base / "input.sock"), "--interrupt-grace", "0.5"]
+    command = local_runner_command(str(volume / "bin" / "python"), base, env, "git", *options)
+    runner = start_runner(command, base)
+    client = AgentClient(
+        command.in_port, command.out_port, alive=lambda: runner.proc.poll() is None
+    )
+    try:
+        client.first_status(timeout=60)
+        yield client
+    finally:
+        client.close()
+        stop_process_tree(runner.proc, grace=20)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_query(agent: AgentClient) -> None:
