@@ -438,7 +438,14 @@ def python_kernelspec(tmp: Path, env: Mapping[str, str]) -> dict[str, str]:
 
 def start_session(loop: asyncio.AbstractEventLoop, choice: RunnerChoice, tmp: Path) -> AgentSession:
     """A runner started in ``tmp`` (or upstream's fixed place) with the agent driving it."""
-    proc = start_runner(runner_command_for(choice, tmp), tmp)
+    return open_session(loop, runner_command_for(choice, tmp), tmp)
+
+
+def open_session(
+    loop: asyncio.AbstractEventLoop, command: RunnerCommand, log_dir: Path
+) -> AgentSession:
+    """``command``'s runner with the agent driving it; stopped again if it never gets ready."""
+    proc = start_runner(command, log_dir)
     try:
         return AgentSession(loop, proc)
     except BaseException:

@@ -15,8 +15,8 @@ from typing import Any, cast
 
 import pytest
 
-from tests.agent.harness import AgentSession, RunnerChoice
-from tests.support.processes import free_ports, local_runner_command, start_runner
+from tests.agent.harness import AgentSession, RunnerChoice, open_session
+from tests.support.processes import free_ports, local_runner_command
 from tests.support.service_programs import (
     listener_definition,
     records,
@@ -158,12 +158,7 @@ def services(
     args = ["--service-def-dir", str(directory), "python", runner_choice.python]
     command = local_runner_command(runner_choice.python, tmp / "runner", env, *args)
     ports = dict(zip(defs, free_ports(len(defs)), strict=True))
-    runner = start_runner(command, tmp)
-    try:
-        session = AgentSession(agent_loop, runner)
-    except BaseException:
-        runner.stop()
-        raise
+    session = open_session(agent_loop, command, tmp)
     try:
         session.kernel.service_ports = cast(
             Any,

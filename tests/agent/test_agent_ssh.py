@@ -12,8 +12,8 @@ from typing import Any, cast
 
 import pytest
 
-from tests.agent.harness import AgentSession, RunnerChoice
-from tests.support.processes import local_runner_command, start_runner, wait_until
+from tests.agent.harness import RunnerChoice, open_session
+from tests.support.processes import local_runner_command, wait_until
 from tests.support.ssh import assert_login_sees_environment, login_as_me, ssh_tools_missing
 
 MARKER = "BAI_CONTAINER_MARKER=from-environ-txt"  # a line of environ.txt
@@ -35,7 +35,7 @@ def test_ssh_login_through_the_agent(
     env = {**runner_choice.env, **ssh_env}
     command = local_runner_command(runner_choice.python, base, env, "git")
     port = json.loads((base / "config" / "intrinsic-ports.json").read_text())["sshd"]
-    session = AgentSession(agent_loop, start_runner(command, tmp_path))
+    session = open_session(agent_loop, command, tmp_path)
     try:
         sshd = {"name": "sshd", "protocol": "tcp", "container_ports": [port], "host_ports": [None]}
         session.kernel.service_ports = cast(Any, [{**sshd, "is_inference": False}])
