@@ -14,13 +14,13 @@ import json
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import median
 
-from ai.backend.kernel.agent_client import AgentClient
+from ai.backend.kernel.agent_client import AgentClient, RecordHandler
 from ai.backend.kernel.protocol import Op, Record
 from tests.support.processes import RunnerCommand, free_ports, local_runner_command
 
@@ -95,12 +95,10 @@ def request(name: str, port: int) -> str:
     return json.dumps(service)  # as the agent sends it (upstream needs "options")
 
 
-def wait_record(client: AgentClient, kind: str, on_other: Callable[[str], None]) -> bytes:
-    """The payload of the next ``kind`` record; the kinds of the others go to ``on_other``."""
+def wait_record(client: AgentClient, kind: str, on_record: RecordHandler | None = None) -> bytes:
+    """The payload of the next ``kind`` record; every record received goes to ``on_record``."""
     with as_bench_error(f"waiting for {kind}"):
-        while (record := client.recv(RUN_TIMEOUT))[0] != kind:
-            on_other(record[0])
-    return record[1]
+        return client.follow(kind, on_record=on_record, timeout=RUN_TIMEOUT)[kind]
 
 
 def read_stamp(path: Path) -> float:
@@ -119,7 +117,7 @@ def measure_quick_start(client: AgentClient, stamp_dir: Path, out: ServiceResult
         (port,) = free_ports(1)
         sent, sent_wall = time.perf_counter(), time.time()
         client.send(Op.START_SERVICE, request(QUICK, port))
-        reply = json.loads(wait_record(client, Record.SERVICE_RESULT, lambda _: None))
+        reply = json.loads(wait_record(client, Record.SERVICE_RESULT))
         elapsed, now = time.perf_counter() - sent, time.time()
         if reply.get("status") != "started":
             raise BenchError(f"{QUICK}: {reply}")
@@ -135,7 +133,7 @@ def measure_status_while_starting(client: AgentClient, out: ServiceResults) -> N
         client.send(Op.START_SERVICE, request(name, port))
     replies, worst = 0, 0.0
 
-    def count(kind: str) -> None:
+    def count(kind: str, _: bytes) -> None:
         nonlocal replies
         replies += kind == Record.SERVICE_RESULT
 
