@@ -18,9 +18,10 @@ import os
 import sys
 from pathlib import Path
 
+from release.fileio import sha256_file
 from tools.krunner import envbuild
 from tools.krunner.envbuild import BuildError, build_environment
-from tools.krunner.fetch import ChecksumMismatch, Unavailable, fetch, file_sha256
+from tools.krunner.fetch import ChecksumMismatch, Unavailable, fetch
 from tools.krunner.pins import (
     ARCHES,
     Distro,
@@ -42,15 +43,17 @@ def default_cache() -> Path:
     return Path(base, "backend.ai-kernel", "krunner")
 
 
-def interpreter_archive(inputs: Inputs, distro: Distro, arch: str, cache: Path) -> Path:
-    """The local archive named by the distro's environment variable, or the pinned download."""
+def interpreter_archive(inputs: Inputs, distro: Distro, arch: str, cache: Path) -> tuple[Path, str]:
+    """The local archive named by the distro's environment variable, or the pinned download;
+    with its sha256."""
     local = os.environ.get(distro.env_var(arch))
     if local:
         path = Path(local)
         if not path.is_file():
             raise BuildError(f"{distro.env_var(arch)}={local} names no file")
-        return path
-    return fetch(inputs.interpreters[(distro.key, arch)], cache)
+        return path, sha256_file(path)
+    pin = inputs.interpreters[(distro.key, arch)]
+    return fetch(pin, cache), pin.sha256
 
 
 def build_arch(
@@ -66,14 +69,16 @@ def build_arch(
         version_file = f"{package_dir}/krunner-version.{distro.key}.txt"
         volume_version = int(package.files[version_file].decode())
         inputs.check_volume(distro.key, Path(envbuild.__file__).read_bytes(), volume_version)
-    interpreter = interpreter_archive(inputs, distro, arch, cache)
-    wheels = [fetch(pin, cache) for pin in inputs.wheels[(distro.key, arch)]]
+    interpreter, interpreter_sha256 = interpreter_archive(inputs, distro, arch, cache)
+    wheel_pins = inputs.wheels[(distro.key, arch)]
+    wheels = [fetch(pin, cache) for pin in wheel_pins]
     if not wheels:
         raise PinError(f"inputs.toml pins no wheels for {distro.key}.{arch}")
     tags = supported_tags(distro.platform, arch, expected_minor)
     for wheel in wheels:
         check_wheel_tags(wheel, tags, distro.platform_tag(arch))
-    archive = cache / "archives" / archive_key(interpreter, wheels, expected_minor, epoch)
+    digests = [interpreter_sha256, *(pin.sha256 for pin in wheel_pins)]  # fetch verified them
+    archive = cache / "archives" / archive_key(digests, expected_minor, epoch)
     archive /= f"krunner-env.{distro.key}.{arch}.tar.xz"
     if not archive.is_file():
         archive.parent.mkdir(parents=True, exist_ok=True)
@@ -81,10 +86,11 @@ def build_arch(
     return build_wheel(package, package_dir, archive, distro.platform_tag(arch), out, epoch)
 
 
-def archive_key(interpreter: Path, wheels: list[Path], python_minor: str, epoch: int) -> str:
-    """Names a built archive by everything its bytes depend on, so that a rebuild can reuse it."""
+def archive_key(input_digests: list[str], python_minor: str, epoch: int) -> str:
+    """Names a built archive by everything its bytes depend on (the builder, the sha256 of each
+    input, the Python minor and the epoch), so that a rebuild can reuse it."""
     digest = hashlib.sha256(Path(envbuild.__file__).read_bytes())
-    for part in (file_sha256(interpreter), *map(file_sha256, wheels), python_minor, str(epoch)):
+    for part in (*input_digests, python_minor, str(epoch)):
         digest.update(part.encode() + b"\0")
     return digest.hexdigest()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 import urllib.error
@@ -10,6 +9,7 @@ import urllib.request
 from pathlib import Path
 from typing import BinaryIO
 
+from release.fileio import sha256_file
 from tools.krunner.pins import Download
 
 TIMEOUT_SECONDS = 30
@@ -23,16 +23,8 @@ class ChecksumMismatch(Exception):
     """A file's bytes differ from its pin: never used, whatever the platform."""
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while chunk := stream.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def verify(path: Path, pin: Download) -> None:
-    actual = file_sha256(path)
+    actual = sha256_file(path)
     if actual != pin.sha256:
         raise ChecksumMismatch(
             f"{pin.filename} (from {pin.url}) has sha256 {actual}, but the pin says {pin.sha256}:"
@@ -41,9 +33,11 @@ def verify(path: Path, pin: Download) -> None:
 
 
 def fetch(pin: Download, cache: Path) -> Path:
-    """The pinned file, from the cache or downloaded into it; verified either way."""
+    """The pinned file, from the cache or downloaded into it; verified either way, once."""
     target = cache / pin.sha256 / pin.filename
-    if not target.exists():
+    if target.exists():
+        verify(target, pin)
+    else:
         target.parent.mkdir(parents=True, exist_ok=True)
         handle, partial = tempfile.mkstemp(dir=target.parent, prefix=".partial-")
         try:
@@ -54,7 +48,6 @@ def fetch(pin: Download, cache: Path) -> Path:
         finally:
             if os.path.exists(partial):
                 os.unlink(partial)
-    verify(target, pin)
     return target
 
 

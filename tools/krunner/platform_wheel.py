@@ -69,15 +69,6 @@ def _record_hash(data: bytes) -> str:
     return "sha256=" + digest.decode()
 
 
-def _file_record_hash(path: Path) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while chunk := stream.read(1 << 20):
-            digest.update(chunk)
-    encoded = base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
-    return "sha256=" + encoded, path.stat().st_size
-
-
 def build_wheel(
     sdist: Sdist, package_dir: str, archive: Path, platform_tag: str, out: Path, epoch: int
 ) -> Path:
@@ -93,9 +84,9 @@ def build_wheel(
         f"{dist_info}/WHEEL": wheel_meta,
         f"{dist_info}/entry_points.txt": sdist.entry_points,
     }
-    archive_name = f"{package_dir}/{archive.name}"
+    archive_name, archive_bytes = f"{package_dir}/{archive.name}", archive.read_bytes()
     records = [f"{n},{_record_hash(d)},{len(d)}" for n, d in small.items()]
-    records.append("{},{},{}".format(archive_name, *_file_record_hash(archive)))
+    records.append(f"{archive_name},{_record_hash(archive_bytes)},{len(archive_bytes)}")
     records.append(f"{dist_info}/RECORD,,")
     small[f"{dist_info}/RECORD"] = ("\n".join(sorted(records)) + "\n").encode()
     date_time = time.gmtime(max(epoch, ZIP_EPOCH_FLOOR))[:6]
@@ -107,7 +98,7 @@ def build_wheel(
             # Package files first, dist-info last, as wheel builders order them.
             for name in sorted(n for n in [*small, archive_name] if ".dist-info/" not in n):
                 if name == archive_name:
-                    _add(wheel, name, date_time, archive.read_bytes(), zipfile.ZIP_STORED)
+                    _add(wheel, name, date_time, archive_bytes, zipfile.ZIP_STORED)
                 else:
                     _add(wheel, name, date_time, small[name], zipfile.ZIP_DEFLATED)
             for name in sorted(n for n in small if ".dist-info/" in n and not n.endswith("RECORD")):
