@@ -178,9 +178,7 @@ class Runner:
         return IntrinsicServices(files, self.env, config.work_dir, config.service_start_timeout)
 
     def _make_models(self) -> ModelServices:
-        return ModelServices(
-            self.services, runtime_path=self.runtime_path, env=self.env, report=self.report_health
-        )
+        return ModelServices(self.services, self.report_health)
 
     async def _start_intrinsic(self) -> None:
         """sshd and ttyd, started at boot as the agent would start them; failures are only

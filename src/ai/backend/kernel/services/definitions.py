@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Container, Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -225,13 +225,19 @@ def build_argv(
     definition: ServiceDefinition, variables: Mapping[str, object], arguments: Mapping[str, Any]
 ) -> list[str]:
     """The expanded command, then the default arguments updated with the user's ones."""
-    argv = [
-        expand(item, variables, where=f"command[{i}] of {definition.name}")
-        for i, item in enumerate(definition.command)
-    ]
+    argv = expand_items(definition.command, variables, "command", definition.name)
     for key, value in {**definition.default_arguments, **arguments}.items():
         argv.extend(_argument_items(key, value))
     return argv
+
+
+def expand_items(
+    items: Sequence[str], variables: Mapping[str, object], field: str, owner: str
+) -> list[str]:
+    """Each template of a command line expanded; errors name ``field[i] of owner``."""
+    return [
+        expand(item, variables, where=f"{field}[{i}] of {owner}") for i, item in enumerate(items)
+    ]
 
 
 def _argument_items(key: str, value: ArgValue) -> list[str]:

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ..protocol import MalformedMessage, decode_json
-from .actions import run_prestart_actions
-from .definitions import Catalog, build_argv, build_env, check_options
+from .actions import PrestartAction, run_prestart_actions
+from .definitions import Catalog, build_argv, build_env, check_options, service_env
 from .errors import ServiceStartError
 from .supervisor import (
     RUNNING,
@@ -184,8 +184,7 @@ class ServiceHost:
         check_options(definition, request.arguments, request.envs, self._env)
         if definition.noop:
             return STARTED
-        variables = {"runtime_path": str(self._runtime_path), "ports": list(request.ports)}
-        scope = await run_prestart_actions(definition.prestart_actions, variables, service=name)
+        scope = await self.prestart(name, definition.prestart_actions, request.ports)
         return LaunchSpec(
             name=name,
             argv=build_argv(definition, scope, request.arguments),
@@ -194,6 +193,17 @@ class ServiceHost:
             probe_port=request.port,
             start_timeout=definition.start_timeout or self._start_timeout,
         )
+
+    async def prestart(
+        self, name: str, actions: Sequence[PrestartAction], ports: Sequence[int]
+    ) -> dict[str, object]:
+        """A start's template scope: ``runtime_path``, ``ports`` and the actions' results."""
+        variables = {"runtime_path": str(self._runtime_path), "ports": list(ports)}
+        return await run_prestart_actions(actions, variables, service=name)
+
+    def child_env(self) -> dict[str, str]:
+        """The runner's environment as a service process gets it."""
+        return service_env(self._env)
 
     async def stop(self, name: str) -> None:
         """Handle ``shutdown-service``: the start in progress too, if any."""

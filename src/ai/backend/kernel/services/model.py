@@ -25,13 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from ..protocol import MalformedMessage, decode_json
-from .actions import InvalidAction, PrestartAction, parse_action, run_prestart_actions
-from .definitions import service_env
+from .actions import InvalidAction, PrestartAction, parse_action
+from .definitions import expand_items
 from .errors import ServiceStartError
 from .health import HealthCheck, HealthMonitor, http_probe
 from .host import ServiceHost
 from .supervisor import LaunchSpec, failed
-from .templates import expand
 
 log = logging.getLogger(__name__)
 
@@ -133,17 +132,8 @@ def _health_check(check: object, where: str) -> HealthCheck:
 class ModelServices:
     """Starts model services through the service host and keeps one health monitor each."""
 
-    def __init__(
-        self,
-        host: ServiceHost,
-        *,
-        runtime_path: str | None,
-        env: Mapping[str, str],
-        report: StatusReport,
-    ) -> None:
+    def __init__(self, host: ServiceHost, report: StatusReport) -> None:
         self.host = host
-        self.runtime_path = runtime_path
-        self.env = env
         self.report = report
         self.monitors: dict[str, asyncio.Task[None]] = {}
 
@@ -168,16 +158,10 @@ class ModelServices:
     async def _launch(self, model: ModelService) -> LaunchSpec:
         if not model.model_path.is_dir():
             raise ServiceStartError(f"model_path {model.model_path} is not a directory")
-        variables = {"runtime_path": str(self.runtime_path), "ports": [model.port]}
-        scope = await run_prestart_actions(
-            model.prestart_actions, variables, service=model.service_name
-        )
-        argv = [
-            expand(arg, scope, where=f"start_command[{i}] of model {model.name}")
-            for i, arg in enumerate(model.start_command)
-        ]
+        scope = await self.host.prestart(model.service_name, model.prestart_actions, [model.port])
+        argv = expand_items(model.start_command, scope, "start_command", f"model {model.name}")
         env = {
-            **service_env(self.env),
+            **self.host.child_env(),
             "BACKEND_MODEL_NAME": model.name,
             "BACKEND_MODEL_PATH": str(model.model_path),
         }
