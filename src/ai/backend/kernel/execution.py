@@ -200,7 +200,8 @@ def _select_targets(pid: int, nfds: int, readfds_address: int) -> list[int]:
     if not readfds_address or not 0 < nfds <= MAX_WATCHED_FDS:
         return []
     bitmap = _read_memory(pid, readfds_address, (nfds + 63) // 64 * 8)
-    return [fd for fd in range(nfds) if bitmap[fd // 8] >> (fd % 8) & 1]
+    bits = int.from_bytes(bitmap, "little") & ((1 << nfds) - 1)
+    return [fd for fd in range(bits.bit_length()) if bits >> fd & 1]  # up to the highest set
 
 
 def _waits_on_pipe(pid: int, tid: str, pipe_link: str, syscalls: WaitSyscalls) -> bool:
