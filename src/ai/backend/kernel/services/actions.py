@@ -36,7 +36,6 @@ class Param:
 
     types: tuple[type, ...]
     default: object = None
-    description: str = ""
 
 
 _STR = (str,)

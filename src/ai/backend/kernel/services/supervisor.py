@@ -24,7 +24,7 @@ from typing import Literal
 from ..execution import terminate_sessions
 from .errors import ServiceStartError
 
-__all__ = ["LaunchSpec", "ServiceStartError", "ServiceSupervisor", "StartResult"]
+__all__ = ["LaunchSpec", "ServiceSupervisor", "StartResult"]
 
 log = logging.getLogger(__name__)
 
