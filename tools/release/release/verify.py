@@ -240,7 +240,7 @@ def check_krunner_environments(
 ) -> list[str]:
     """Each archive of a krunner platform wheel must keep the promises of the wheel's tag: the
     agent's layout, the CPython of krunner-python.<distro>.txt, the pinned (locked) wheels, and
-    glibc symbol versions within the manylinux policy (a stand-in-built wheel fails here)."""
+    auditwheel's policy of the tag for every ELF file (a stand-in-built wheel fails here)."""
     if "krunner" not in wheel.name or not _platforms(wheel):
         return []
     problems = []
@@ -254,12 +254,11 @@ def check_krunner_environments(
             continue
         inputs = inputs or load_inputs()
         for platform in sorted(p for p in _platforms(wheel) if _arch(p) == arch):
-            policy = _policy(platform, arch)
             pins = inputs.wheels.get((distro, arch), ())
             minor = contents.data[python_file].decode().strip()
             problems += [
                 f"{Path(path).name}: {problem}"
-                for problem in check_environment(data, policy, minor, pins)
+                for problem in check_environment(data, platform, minor, pins)
             ]
     return problems
 
@@ -279,14 +278,6 @@ def missing_platform_wheels(dist_dir: Path, canonical: str, inputs_file: Path) -
             if name not in present:
                 missing.append(f"missing platform wheel {name} ({key}, {arch})")
     return missing
-
-
-def _policy(platform: str, arch: str) -> str:
-    """manylinux_2_26_x86_64 -> manylinux_2_26; the legacy aliases by their glibc."""
-    legacy = {"manylinux1": "manylinux_2_5", "manylinux2010": "manylinux_2_12"}
-    legacy["manylinux2014"] = "manylinux_2_17"
-    base = platform.removesuffix(f"_{arch}")
-    return legacy.get(base, base)
 
 
 def _arch(platform: str) -> str | None:
