@@ -130,3 +130,28 @@ def test_an_executable_built_here_needs_this_machines_glibc(tmp_path: Path, tree
         f"./main: needs symbol versions GLIBC_2.34, beyond manylinux_2_26_{MACHINE}"
         f" (auditwheel: at most manylinux_2_34_{MACHINE})"
     ]
+
+
+def test_libpython_counts_as_shipped_when_found_through_the_runpath(
+    tmp_path: Path, tree: Path
+) -> None:
+    # auditwheel's ldd never resolves libpython (a wheel must not link it); the archive ships it.
+    libpython = "libpython3.99.so.1.0"
+    flags = ("-shared", "-fPIC", f"-Wl,-soname,{libpython}")
+    compile_c(tmp_path, "int py(void) { return 1; }\n", tree / "lib" / libpython, *flags)
+    compile_c(
+        tmp_path,
+        "int py(void);\nint embed(void) { return py(); }\n",
+        tree / "embed.so",
+        "-shared",
+        "-fPIC",
+        f"-L{tree / 'lib'}",
+        f"-l:{libpython}",
+        "-Wl,-rpath,$ORIGIN/lib",
+    )
+    assert audit_tree(tree, f"manylinux_2_17_{MACHINE}") == []
+    (tree / "lib" / libpython).unlink()
+    assert audit_tree(tree, f"manylinux_2_17_{MACHINE}") == [
+        f"./embed.so: needs {libpython} (not found in the archive), which"
+        f" manylinux_2_17_{MACHINE} does not allow a system to provide"
+    ]

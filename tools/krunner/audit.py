@@ -10,7 +10,9 @@ is used here:
 - `elfutils.elf_file_filter`, `elfutils.elf_find_versioned_symbols`
 - `lddtree.ldd` with `lddtree.ld_paths_from_arg("")`: a file's libraries resolve through its own
   RPATH/RUNPATH only, never through this machine's ld.so.conf, so a library the archive ships
-  itself (libpython, pyzmq.libs/*) is found inside it, as at run time, and any other is external
+  itself (pyzmq.libs/*) is found inside it, as at run time, and any other is external. ldd never
+  resolves libpython (`lddtree.LIBPYTHON_RE`: wheels must not link it); the environment ships it,
+  so it counts as found when it is in one of the file's RUNPATH/RPATH directories in the tree
 - `policy.WheelPolicies(libc=, arch=, musl_policy=)`, its `get_policy_by_name`,
   `versioned_symbols_policy` and `lddtree_external_references`, and `Architecture.is_superset`
 
@@ -28,7 +30,7 @@ from pathlib import Path
 
 from auditwheel.architecture import Architecture
 from auditwheel.elfutils import elf_file_filter, elf_find_versioned_symbols
-from auditwheel.lddtree import DynamicExecutable, ld_paths_from_arg, ldd
+from auditwheel.lddtree import LIBPYTHON_RE, DynamicExecutable, ld_paths_from_arg, ldd
 from auditwheel.libc import Libc
 from auditwheel.policy import Policy, WheelPolicies
 from elftools.common.exceptions import ELFError
@@ -127,6 +129,8 @@ def _file_problems(
         )
     reference = policies.lddtree_external_references(tree, root)[target.name]
     for library, realpath in sorted(reference.libs.items()):
+        if realpath is None and LIBPYTHON_RE.match(library) and _ships(tree, library, root):
+            continue  # ldd never resolves libpython (wheels must not link it); we ship it
         where = "not found in the archive" if realpath is None else f"found at {realpath}"
         problems.append(
             f"needs {library} ({where}), which {target.name} does not allow a system to provide"
@@ -136,6 +140,16 @@ def _file_problems(
             f"uses {', '.join(sorted(symbols))} of {library}, which {target.name} forbids"
         )
     return problems
+
+
+def _ships(tree: DynamicExecutable, library: str, root: Path) -> bool:
+    """Whether ``library`` is found inside ``root`` through the file's RUNPATH (else RPATH),
+    as the dynamic loader would look for it first."""
+    for directory in tree.runpath or tree.rpath:
+        candidate = Path(directory, library)
+        if candidate.is_file() and candidate.resolve().is_relative_to(root.resolve()):
+            return True
+    return False
 
 
 def _beyond(versioned: dict[str, set[str]], target: Policy) -> list[str]:
