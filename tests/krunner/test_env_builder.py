@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 import lzma
 import tarfile
 import zipfile
@@ -23,8 +24,8 @@ from tools.krunner.pins import (
     parse_inputs,
     supported_tags,
 )
+from tools.krunner.sbom import ARCHIVE_MEMBER, InterpreterSource, check_sbom
 
-ENVBUILD = Path(envbuild.__file__)
 EPOCH = 1_700_000_000
 PYTHON_MINOR = "3.12"
 
@@ -56,6 +57,10 @@ def fake_interpreter(directory: Path, minor: str = PYTHON_MINOR) -> Path:
             f"python/bin/python{minor}": b"\x7fELF pretend interpreter",
             "python/bin/python3": f"python{minor}",
             f"python/lib/python{minor}/os.py": b"# os\n",
+            f"python/lib/python{minor}/LICENSE.txt": b"PSF\n",
+            f"python/include/python{minor}/patchlevel.h": (
+                f'#define PY_VERSION "{minor}.16"\n'.encode()
+            ),
             f"python/lib/python{minor}/site-packages/README.txt": b"site\n",
             "python/include/python3.12/Python.h": b"/* header */\n",
         },
@@ -67,12 +72,16 @@ def _record_line(name: str, data: bytes) -> str:
     return f"{name},sha256={digest},{len(data)}"
 
 
-def fake_wheel(directory: Path, filename: str, tag: str | None = None) -> Path:
-    """A tiny wheel with a module and a console script; WHEEL's tag defaults to the name's."""
+def fake_wheel(
+    directory: Path, filename: str, tag: str | None = None, extra: dict[str, bytes] | None = None
+) -> Path:
+    """A tiny wheel with a module and a console script; WHEEL's tag defaults to the name's;
+    ``extra`` files go into its dist-info."""
     name, version, rest = filename.removesuffix(".whl").split("-", 2)
     dist_info = f"{name}-{version}.dist-info"
-    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nLicense: MIT\n"
     files = {
+        **{f"{dist_info}/{n}": d for n, d in (extra or {}).items()},
         f"{name}/__init__.py": b"def main() -> None:\n    print('hello')\n",
         f"{dist_info}/METADATA": metadata.encode(),
         f"{dist_info}/WHEEL": (
@@ -157,11 +166,71 @@ def test_scripts_point_at_the_volume_and_no_staging_path_remains(built: Path) ->
 
 
 def test_two_builds_are_byte_identical(tmp_path: Path, built: Path) -> None:
-    again = tmp_path / "again.tar.xz"
+    # The same inputs (the SBOM's serial number is derived from their sha256), the same name.
+    again = tmp_path / "again" / built.name
+    again.parent.mkdir()
     wheel = tmp_path / "demo-1.0-py3-none-any.whl"
-    build_environment(fake_interpreter(tmp_path), [wheel], PYTHON_MINOR, again, EPOCH)
+    interpreter = tmp_path / "cpython-3.12-install_only.tar.gz"
+    build_environment(interpreter, [wheel], PYTHON_MINOR, again, EPOCH)
     assert again.read_bytes() == built.read_bytes()
     lzma.decompress(again.read_bytes())  # a valid xz stream
+
+
+AUDITWHEEL_SBOM = {
+    "bomFormat": "CycloneDX",
+    "specVersion": "1.4",
+    "version": 1,
+    "metadata": {"component": {"bom-ref": "pkg:pypi/zmqish@1.0", "name": "zmqish"}},
+    "components": [
+        {"type": "library", "bom-ref": "pkg:pypi/zmqish@1.0", "name": "zmqish", "version": "1.0"},
+        {
+            "type": "library",
+            "bom-ref": "pkg:apk/alpine/libsodium@1.0.20#ab12",
+            "name": "libsodium",
+            "version": "1.0.20",
+            "purl": "pkg:apk/alpine/libsodium@1.0.20",
+        },
+    ],
+}
+
+
+def test_the_sbom_describes_what_was_installed(tmp_path: Path) -> None:
+    demo = fake_wheel(tmp_path, "demo-1.0-py3-none-any.whl")
+    bundling = fake_wheel(
+        tmp_path,
+        "zmqish-1.0-py3-none-any.whl",
+        extra={"sboms/auditwheel.cdx.json": json.dumps(AUDITWHEEL_SBOM).encode()},
+    )
+    output = tmp_path / "krunner-env.static-gnu.x86_64.tar.xz"
+    interpreter = fake_interpreter(tmp_path)
+    source = InterpreterSource("1" * 64, "https://example.invalid/releases/download/7/x", "7")
+    document = build_environment(interpreter, [demo, bundling], PYTHON_MINOR, output, EPOCH, source)
+    assert read_member(output, ARCHIVE_MEMBER) == document
+    assert check_sbom(document, document, {"demo": "1.0", "zmqish": "1.0"}, "3.12.16") == []
+    sbom = json.loads(document)
+    assert sbom["specVersion"] == "1.6"
+    assert sbom["metadata"]["timestamp"] == "2023-11-14T22:13:20+00:00"  # EPOCH
+    assert sbom["metadata"]["component"]["name"] == "krunner-env.static-gnu.x86_64"
+    components = {c["name"]: c for c in sbom["components"]}
+    assert set(components) == {"cpython", "demo", "zmqish"}
+    assert components["cpython"]["version"] == "3.12.16"
+    assert components["cpython"]["hashes"] == [{"alg": "SHA-256", "content": "1" * 64}]
+    assert {"name": "backend.ai:krunner:python-build-standalone-release", "value": "7"} in (
+        components["cpython"]["properties"]
+    )
+    assert components["demo"]["purl"] == "pkg:pypi/demo@1.0"
+    assert components["demo"]["licenses"] == [{"license": {"id": "MIT"}}]
+    wheel_sha256 = hashlib.sha256(demo.read_bytes()).hexdigest()
+    assert components["demo"]["hashes"] == [{"alg": "SHA-256", "content": wheel_sha256}]
+    [bundled] = components["zmqish"]["components"]
+    assert (bundled["name"], bundled["version"], bundled["purl"]) == (
+        "libsodium",
+        "1.0.20",
+        "pkg:apk/alpine/libsodium@1.0.20",
+    )
+    # Derived from the inputs, not the clock: another set of inputs, another serial number.
+    again = build_environment(interpreter, [demo], PYTHON_MINOR, tmp_path / "again", EPOCH, source)
+    assert json.loads(again)["serialNumber"] != sbom["serialNumber"]
 
 
 def test_interpreter_of_another_minor_is_refused(tmp_path: Path) -> None:
@@ -285,7 +354,7 @@ def inputs_file(directory: Path, wheel: Path) -> Path:
             f'[[wheels.static-gnu.{arch}]]\nname = "demo"\nversion = "1.0"\n'
             f'url = "{pin.url}"\nsha256 = "{pin.sha256}"'
         )
-    content = parse_inputs("\n".join(lines)).content("static-gnu", ENVBUILD.read_bytes())
+    content = parse_inputs("\n".join(lines)).content("static-gnu", envbuild.builder_source())
     lines.append(f'[volumes.static-gnu]\nversion = 7\ncontent = "{content}"')
     path = directory / "inputs.toml"
     path.write_text("\n".join(lines) + "\n")
@@ -333,6 +402,11 @@ def test_local_archive_builds_a_platform_wheel(
                 assert listed[member] == _record_line(member, wheel.read(member))
         archive = "ai/backend/krunner/static_gnu/krunner-env.static-gnu.x86_64.tar.xz"
         assert "./bin/demo" in members_of_bytes(wheel.read(archive))
+        # The archive's SBOM, also in the wheel's dist-info (PEP 770).
+        sbom = wheel.read("backend_ai_krunner_static_gnu-1.0.dist-info/sboms/krunner-env.cdx.json")
+        with tarfile.open(fileobj=io.BytesIO(wheel.read(archive)), mode="r:xz") as tar:
+            stream = tar.extractfile(ARCHIVE_MEMBER)
+            assert stream is not None and stream.read() == sbom
 
 
 def members_of_bytes(data: bytes) -> list[str]:

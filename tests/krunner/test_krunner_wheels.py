@@ -25,6 +25,8 @@ import ai.backend.helpers
 import ai.backend.kernel
 from ai.backend.kernel.agent_client import AgentClient
 from ai.backend.kernel.protocol import Op, Record
+from release.artifacts import parse_artifact, read_contents
+from release.verify import check_krunner_environments
 from tests.support.processes import local_runner_command, start_runner, stop_process_tree
 
 ARCHIVE_ENV_VAR = "KRUNNER_PYTHON_ARCHIVE_STATIC_GNU_X86_64"
@@ -67,6 +69,27 @@ def volume(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ), f"{target} is not an empty mount point"
         shutil.copytree(source, target, dirs_exist_ok=True)
     return volume
+
+
+def test_release_verify_refuses_it_for_auditwheels_reasons_only() -> None:
+    """The SBOM matches the archive and every licence is shipped; a stand-in CPython (CI), linked
+    against this machine's glibc and libraries, breaks auditwheel's manylinux policy."""
+    wheel = parse_artifact(built_wheel())
+    assert wheel is not None
+    problems = check_krunner_environments(wheel, read_contents(wheel))
+    if not os.environ.get(ARCHIVE_ENV_VAR):  # built from the pinned python-build-standalone
+        assert problems == []
+        return
+    archive = "krunner-env.static-gnu.x86_64.tar.xz: "
+    assert problems and all(problem.startswith(archive) for problem in problems), problems
+    for problem in problems:
+        assert "beyond manylinux_2_26_x86_64 (auditwheel: at most " in problem or (
+            "which manylinux_2_26_x86_64 does not allow a system to provide" in problem
+        ), problem
+    assert any(
+        problem.startswith(f"{archive}./bin/python3.12: needs symbol versions GLIBC_2.")
+        for problem in problems
+    ), problems
 
 
 def bare_env(**extra: str) -> dict[str, str]:

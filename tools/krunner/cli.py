@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import re
 import sys
+import tempfile
 from pathlib import Path
 
 from release.fileio import sha256_file
@@ -32,6 +34,7 @@ from tools.krunner.pins import (
     supported_tags,
 )
 from tools.krunner.platform_wheel import SdistError, build_wheel, read_sdist
+from tools.krunner.sbom import SBOM_FILE, InterpreterSource
 
 FALLBACK_EPOCH = 315532800  # 1980-01-01, as the sdists use outside a checkout
 
@@ -43,17 +46,21 @@ def default_cache() -> Path:
     return Path(base, "backend.ai-kernel", "krunner")
 
 
-def interpreter_archive(inputs: Inputs, distro: Distro, arch: str, cache: Path) -> tuple[Path, str]:
+def interpreter_archive(
+    inputs: Inputs, distro: Distro, arch: str, cache: Path
+) -> tuple[Path, InterpreterSource]:
     """The local archive named by the distro's environment variable, or the pinned download;
-    with its sha256."""
+    with its sha256 and origin."""
     local = os.environ.get(distro.env_var(arch))
     if local:
         path = Path(local)
         if not path.is_file():
             raise BuildError(f"{distro.env_var(arch)}={local} names no file")
-        return path, sha256_file(path)
+        origin = f"a local archive named by {distro.env_var(arch)}, not a release input"
+        return path, InterpreterSource(sha256_file(path), origin, None)
     pin = inputs.interpreters[(distro.key, arch)]
-    return fetch(pin, cache), pin.sha256
+    release = re.search(r"/releases/download/(\d+)/", pin.url)
+    return fetch(pin, cache), InterpreterSource(pin.sha256, pin.url, release and release[1])
 
 
 def build_arch(
@@ -68,8 +75,8 @@ def build_arch(
     if not os.environ.get(distro.env_var(arch)):  # a stand-in's archive is never released
         version_file = f"{package_dir}/krunner-version.{distro.key}.txt"
         volume_version = int(package.files[version_file].decode())
-        inputs.check_volume(distro.key, Path(envbuild.__file__).read_bytes(), volume_version)
-    interpreter, interpreter_sha256 = interpreter_archive(inputs, distro, arch, cache)
+        inputs.check_volume(distro.key, envbuild.builder_source(), volume_version)
+    interpreter, source = interpreter_archive(inputs, distro, arch, cache)
     wheel_pins = inputs.wheels[(distro.key, arch)]
     wheels = [fetch(pin, cache) for pin in wheel_pins]
     if not wheels:
@@ -77,19 +84,34 @@ def build_arch(
     tags = supported_tags(distro.platform, arch, expected_minor)
     for wheel in wheels:
         check_wheel_tags(wheel, tags, distro.platform_tag(arch))
-    digests = [interpreter_sha256, *(pin.sha256 for pin in wheel_pins)]  # fetch verified them
+    digests = [source.sha256, *(pin.sha256 for pin in wheel_pins)]  # fetch verified them
     archive = cache / "archives" / archive_key(digests, expected_minor, epoch)
     archive /= f"krunner-env.{distro.key}.{arch}.tar.xz"
-    if not archive.is_file():
+    sbom = archive.with_name(SBOM_FILE)  # the archive's own ./krunner-env.cdx.json
+    if not (archive.is_file() and sbom.is_file()):
         archive.parent.mkdir(parents=True, exist_ok=True)
-        build_environment(interpreter, wheels, expected_minor, archive, epoch)
-    return build_wheel(package, package_dir, archive, distro.platform_tag(arch), out, epoch)
+        document = build_environment(interpreter, wheels, expected_minor, archive, epoch, source)
+        _write_atomically(sbom, document)
+    return build_wheel(
+        package, package_dir, archive, sbom.read_bytes(), distro.platform_tag(arch), out, epoch
+    )
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    handle, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
 
 
 def archive_key(input_digests: list[str], python_minor: str, epoch: int) -> str:
     """Names a built archive by everything its bytes depend on (the builder, the sha256 of each
     input, the Python minor and the epoch), so that a rebuild can reuse it."""
-    digest = hashlib.sha256(Path(envbuild.__file__).read_bytes())
+    digest = hashlib.sha256(envbuild.builder_source())
     for part in (*input_digests, python_minor, str(epoch)):
         digest.update(part.encode() + b"\0")
     return digest.hexdigest()

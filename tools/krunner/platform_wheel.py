@@ -2,7 +2,8 @@
 
 The sdist holds the package files, PKG-INFO (the wheel's METADATA) and the egg-info's
 entry_points.txt; the wheel adds `krunner-env.<distro>.<arch>.tar.xz` next to the package
-files, declares the platform in WHEEL (`Root-Is-Purelib: false`) and lists everything in RECORD.
+files and the archive's SBOM as `.dist-info/sboms/krunner-env.cdx.json` (PEP 770), declares the
+platform in WHEEL (`Root-Is-Purelib: false`) and lists everything in RECORD.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from email.parser import HeaderParser
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
+
+from tools.krunner.sbom import wheel_sbom_path
 
 GENERATOR = "backend.ai-krunner-build"
 ZIP_EPOCH_FLOOR = 315532800  # 1980-01-01, the earliest time a zip entry can hold
@@ -70,7 +73,13 @@ def _record_hash(data: bytes) -> str:
 
 
 def build_wheel(
-    sdist: Sdist, package_dir: str, archive: Path, platform_tag: str, out: Path, epoch: int
+    sdist: Sdist,
+    package_dir: str,
+    archive: Path,
+    sbom: bytes,
+    platform_tag: str,
+    out: Path,
+    epoch: int,
 ) -> Path:
     """Write the platform wheel into ``out`` atomically; return its path."""
     dist_info = f"{canonicalize_name(sdist.name).replace('-', '_')}-{sdist.version}.dist-info"
@@ -83,6 +92,7 @@ def build_wheel(
         f"{dist_info}/METADATA": sdist.metadata,
         f"{dist_info}/WHEEL": wheel_meta,
         f"{dist_info}/entry_points.txt": sdist.entry_points,
+        wheel_sbom_path(dist_info): sbom,
     }
     archive_name, archive_bytes = f"{package_dir}/{archive.name}", archive.read_bytes()
     records = [f"{n},{_record_hash(d)},{len(d)}" for n, d in small.items()]

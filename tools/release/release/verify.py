@@ -240,7 +240,8 @@ def check_krunner_environments(
 ) -> list[str]:
     """Each archive of a krunner platform wheel must keep the promises of the wheel's tag: the
     agent's layout, the CPython of krunner-python.<distro>.txt, the pinned (locked) wheels, and
-    auditwheel's policy of the tag for every ELF file (a stand-in-built wheel fails here)."""
+    auditwheel's policy of the tag for every ELF file (a stand-in-built wheel fails here), the
+    SBOM (the wheel's and the archive's, equal) and the licence files."""
     if "krunner" not in wheel.name or not _platforms(wheel):
         return []
     problems = []
@@ -258,7 +259,7 @@ def check_krunner_environments(
             minor = contents.data[python_file].decode().strip()
             problems += [
                 f"{Path(path).name}: {problem}"
-                for problem in check_environment(data, platform, minor, pins)
+                for problem in check_environment(data, platform, minor, pins, contents.data)
             ]
     return problems
 
