@@ -233,6 +233,19 @@ def test_the_sbom_describes_what_was_installed(tmp_path: Path) -> None:
     assert json.loads(again)["serialNumber"] != sbom["serialNumber"]
 
 
+def test_a_bundled_sbom_cyclonedx_refuses_fails_the_build_naming_it(tmp_path: Path) -> None:
+    broken = {**AUDITWHEEL_SBOM, "components": [{"type": "spaceship", "name": "x"}]}
+    wheel = fake_wheel(
+        tmp_path,
+        "zmqish-1.0-py3-none-any.whl",
+        extra={"sboms/auditwheel.cdx.json": json.dumps(broken).encode()},
+    )
+    with pytest.raises(
+        BuildError, match="zmqish-1.0.dist-info/sboms/auditwheel.cdx.json lists a component"
+    ):
+        build_environment(fake_interpreter(tmp_path), [wheel], "3.12", tmp_path / "x", EPOCH)
+
+
 def test_interpreter_of_another_minor_is_refused(tmp_path: Path) -> None:
     with pytest.raises(BuildError, match="holds CPython 3.11, but krunner-python says 3.12"):
         build_environment(fake_interpreter(tmp_path, "3.11"), [], "3.12", tmp_path / "x", EPOCH)

@@ -60,7 +60,8 @@ def interpreter_archive(
         return path, InterpreterSource(sha256_file(path), origin, None)
     pin = inputs.interpreters[(distro.key, arch)]
     release = re.search(r"/releases/download/(\d+)/", pin.url)
-    return fetch(pin, cache), InterpreterSource(pin.sha256, pin.url, release and release[1])
+    source = InterpreterSource(pin.sha256, pin.url, release[1] if release else None)
+    return fetch(pin, cache), source
 
 
 def build_arch(

@@ -181,18 +181,23 @@ def _bundled(dist: importlib.metadata.Distribution, ref: str) -> list[Component]
         for entry in document.get("components") or ():
             if entry.get("bom-ref") == subject:
                 continue
-            purl = entry.get("purl")
-            found.append(
-                Component(
-                    type=ComponentType(entry.get("type", "library")),
-                    name=entry["name"],
-                    version=entry.get("version"),
-                    purl=PackageURL.from_string(purl) if purl else None,
-                    bom_ref=f"{ref}#{entry.get('bom-ref') or entry['name']}",
-                    properties=[Property(name=f"{_PROPERTY}listed-in", value=file.as_posix())],
-                )
-            )
+            try:
+                found.append(_bundled_component(entry, ref, file.as_posix()))
+            except (KeyError, TypeError, ValueError) as error:
+                raise SbomError(f"{file} lists a component CycloneDX refuses: {error!r}") from None
     return found
+
+
+def _bundled_component(entry: dict[str, Any], ref: str, listed_in: str) -> Component:
+    purl = entry.get("purl")
+    return Component(
+        type=ComponentType(entry.get("type", "library")),
+        name=entry["name"],
+        version=entry.get("version"),
+        purl=PackageURL.from_string(purl) if purl else None,
+        bom_ref=f"{ref}#{entry.get('bom-ref') or entry['name']}",
+        properties=[Property(name=f"{_PROPERTY}listed-in", value=listed_in)],
+    )
 
 
 def check_sbom(
