@@ -128,7 +128,7 @@ case "$program" in
   dropbearkey) for arg; do key="$arg"; done; echo key > "$key"; echo "Public key portion is:"
                echo "ssh-rsa AAAAfake root@host";;
   dropbearconvert) echo converted > "$4";;
-  dropbear) [ "$1" = -h ] && printf 'Usage: dropbear [options]\n-e\t\tPass on server process environment\n';;
+  dropbear) [ "$1" = -h ] && printf 'Usage: dropbear [options]\n-e\t\tPass on environment\n';;
   *) echo "unknown program $program" >&2; exit 1;;
 esac
 """

@@ -175,9 +175,7 @@ async def set_up_user_key(files: SshFiles, tools: Dropbear, env: Mapping[str, st
 
 async def ensure_host_key(files: SshFiles, tools: Dropbear, env: Mapping[str, str]) -> None:
     if not files.host_key.exists():
-        await run_tool(
-            [*tools.keygen, "-t", "rsa", "-s", RSA_BITS, "-f", str(files.host_key)], env
-        )
+        await run_tool([*tools.keygen, "-t", "rsa", "-s", RSA_BITS, "-f", str(files.host_key)], env)
 
 
 @dataclass(frozen=True)
@@ -285,7 +283,10 @@ async def help_text(argv: Sequence[str], env: Mapping[str, str]) -> str:
 
 def sshd_argv(
     dropbear: Sequence[str],
-    host_key: Path, ports: Sequence[int], pass_env: bool, allow_root: bool = False
+    host_key: Path,
+    ports: Sequence[int],
+    pass_env: bool,
+    allow_root: bool = False,
 ) -> list[str]:
     """Foreground, log to stderr, no root passwords, no root logins unless ``allow_root``, 15 s
     keepalive, no idle timeout; ``-e`` (dropbear 2022.82+) gives sessions the service's
