@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -171,3 +172,32 @@ def test_model_with_null_service_gets_no_reply(start_kernel: StartKernel, tmp_pa
     assert start_model(kernel, missing_dir) == [
         (Record.MODEL_SERVICE_RESULT, {"status": "failed", "error": error})
     ]
+
+
+def test_shutdown_of_a_model_service_ends_its_health_checks(
+    start_kernel: StartKernel, tmp_path: Path
+) -> None:
+    kernel = start_kernel()
+    (port,) = free_ports(1)
+    server = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
+    model = model_entry(tmp_path, server, port)
+    model["service"]["health_check"] = {"path": "/", "max_retries": 1, "max_wait_time": 0.2}
+    kernel.agent.send(Op.START_MODEL_SERVICE, json.dumps(model))
+    result = kernel.agent.collect(Record.MODEL_SERVICE_RESULT)
+    assert result.json_payloads(Record.MODEL_SERVICE_RESULT) == [{"status": "started"}]
+    statuses = result.json_payloads(Record.MODEL_SERVICE_STATUS)
+    up_by = time.monotonic() + 30
+    while not statuses or not statuses[-1]["is_healthy"]:  # unhealthy until it listens
+        assert time.monotonic() < up_by, statuses
+        statuses += kernel.agent.collect(Record.MODEL_SERVICE_STATUS, timeout=30).json_payloads(
+            Record.MODEL_SERVICE_STATUS
+        )
+    kernel.agent.send(Op.SHUTDOWN_SERVICE, json.dumps(f"m-{port}"))
+    # With the monitor still running, the refused probes would report unhealthy within
+    # a round or two (0.2 s each).
+    reports: list[Any] = []
+    deadline = time.monotonic() + 2.0
+    while (left := deadline - time.monotonic()) > 0:
+        if (record := kernel.agent.poll(left)) is not None:
+            reports.append(record)
+    assert [r for r in reports if r[0] == Record.MODEL_SERVICE_STATUS] == []

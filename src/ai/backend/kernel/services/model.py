@@ -163,6 +163,7 @@ class ModelServices:
         self.host = host
         self.report = report
         self.monitors: dict[str, asyncio.Task[None]] = {}
+        host.on_stop(self._unwatch)  # a stopped model is no longer probed nor reported
 
     async def start(self, payload: str) -> dict[str, str] | None:
         """The ``model-service-result`` reply; None for an entry without a service, which the
@@ -177,7 +178,7 @@ class ModelServices:
             return None
         result = await self.host.start_job(model.service_name, lambda: self._launch(model))
         if result.status == "failed" and not self.host.supervisor.is_running(model.service_name):
-            self._unwatch(model)
+            self._unwatch(model.service_name)
         elif result.status == "started" and model.health_check is None:
             await self.report(model.name, True)
         return result.as_reply()
@@ -211,8 +212,8 @@ class ModelServices:
         )
         self.monitors[model.service_name] = asyncio.create_task(monitor.run())
 
-    def _unwatch(self, model: ModelService) -> None:
-        task = self.monitors.pop(model.service_name, None)
+    def _unwatch(self, service_name: str) -> None:
+        task = self.monitors.pop(service_name, None)
         if task is not None:
             task.cancel()
 
