@@ -38,7 +38,8 @@ TEST_FAILED = pytest.StashKey[bool]()
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, Any, None]:
     outcome = yield
-    if outcome.get_result().failed:
+    report = outcome.get_result()
+    if report.failed or hasattr(report, "wasxfail"):  # an expected failure leaves state too
         item.stash[TEST_FAILED] = True
 
 

@@ -1,8 +1,17 @@
 # mypy: disable-error-code="no-untyped-call"
 """The agent tests' harness: a kernel runner subprocess driven by the real agent's code.
 
+The same tests run once per agent generation in the field, each in a resolve of its own
+(tests/agent/BUILD): backend.ai-agent 24.3.11 (``agent``), 24.9.14 (``agent-24_9``) and 25.5.2
+(``agent-25_5``).  What differs between them is handled here, in one place each:
+``kernel_args`` (25.x builds its kernel objects from ``KernelOwnershipData`` and a network;
+its code runner wraps the sockets in ``RobustSocket``, which the harness never touches) and
+``agent_bin_dir`` (the ``/opt/kernel`` that generation mounts: the separate dropbear programs
+under 24.3, the multi-call ``dropbearmulti`` of backend.ai-kernel-binary since 24.9), given to
+the runner with ``--agent-bin-dir``.
+
 The runner under test is started as a subprocess and talked to only through the classes of
-backend.ai-agent 24.3.x: ``AbstractCodeRunner`` (subclassed here with the two abstract
+the agent: ``AbstractCodeRunner`` (subclassed here with the two abstract
 address getters, exactly what the Docker backend does) and ``DockerKernel`` (only its
 ``create_code_runner`` is replaced, so ``execute``, ``check_status``, ``get_completions``,
 ``interrupt_kernel``, ``start_service`` and ``get_service_apps`` are the agent's own).
@@ -44,8 +53,12 @@ runner per module, replaced after a test that fails or kills it.
 from __future__ import annotations
 
 import asyncio
+import importlib
+import importlib.metadata
 import json
 import os
+import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -65,6 +78,7 @@ from tests.support.processes import (
     local_runner_command,
     start_runner,
 )
+from tests.support.ssh import SEARCH_PATH
 
 with warnings.catch_warnings():
     # ai.backend.agent.agent imports pkg_resources, which warns on import.
@@ -75,10 +89,17 @@ with warnings.catch_warnings():
 
 T = TypeVar("T")
 
+AGENT_VERSION = importlib.metadata.version("backend.ai-agent")
+AGENT_GENERATION = tuple(int(part) for part in AGENT_VERSION.split(".")[:2])
+"""(24, 3), (24, 9) or (25, 5): the agent of this test run's resolve."""
+MULTI_CALL_DROPBEAR = AGENT_GENERATION >= (24, 9)
+"""Agents since 24.9 mount one ``dropbearmulti`` instead of the separate dropbear programs."""
+DROPBEAR_PROGRAMS = ("dropbear", "dropbearkey", "dropbearconvert")
+
 START_TIMEOUT = 60.0  # seconds until the runner must answer its first `status`
 STOP_TIMEOUT = 10.0  # seconds the runner gets to exit after SIGTERM
 CALL_TIMEOUT = 30.0  # default limit for one agent-level call in a test
-API_VERSION = 4  # what the 24.3 agent uses (default_api_version)
+API_VERSION = 4  # what the agents use (default_api_version)
 FLUSH_TIMEOUT = 2.0  # the agent's continuation flush timeout
 
 # The agent's service-port list for the test kernel. `not-a-service` passes the agent's own
@@ -191,6 +212,13 @@ class LocalCodeRunner(AbstractCodeRunner):
 class LocalKernel(DockerKernel):
     """The agent's Docker kernel object without Docker: only the code runner is local."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Agent 24.9.14 makes a kernel's set of running executions (`_tasks`, which execute()
+        # uses) only when it restores the kernel from its pickled registry (__setstate__).
+        if AGENT_GENERATION == (24, 9) and not hasattr(self, "_tasks"):
+            setattr(self, "_tasks", set())  # noqa: B010 (not every generation declares it)
+
     async def create_code_runner(
         self, event_producer: Any, *, client_features: frozenset[str], api_version: int
     ) -> AbstractCodeRunner:
@@ -281,13 +309,9 @@ class AgentSession:
 
     def _make_kernel(self) -> LocalKernel:
         return LocalKernel(
-            uuid.uuid4(),  # type: ignore[arg-type]
-            uuid.uuid4(),  # type: ignore[arg-type]
-            "i-test",  # type: ignore[arg-type]
-            cast(Any, None),  # image: only stored
-            1,
+            *kernel_args(),
             agent_config={},
-            resource_spec=None,  # type: ignore[arg-type]
+            resource_spec=None,
             service_ports=SERVICE_PORTS,
             environ={},
             data={
@@ -401,6 +425,47 @@ class AgentSession:
             self.runner.stop(grace=STOP_TIMEOUT)
 
 
+def kernel_args() -> tuple[Any, ...]:
+    """The positional arguments of the agent's kernel object: (kernel id, session id, agent id,
+    image, version) up to 24.9; (ownership data, network id, image, version, network driver)
+    in 25.x."""
+    kernel_id, session_id, agent_id = uuid.uuid4(), uuid.uuid4(), "i-test"
+    if AGENT_GENERATION < (25, 0):
+        return (kernel_id, session_id, agent_id, None, 1)
+    types = importlib.import_module("ai.backend.agent.types")
+    ownership = types.KernelOwnershipData(kernel_id, session_id, agent_id)
+    return (ownership, "test-network", None, 1, "bridge")
+
+
+def agent_bin_dir(tmp: Path) -> Path:
+    """``/opt/kernel`` as this test run's agent lays it out, in ``tmp``: the multi-call
+    ``dropbearmulti`` of backend.ai-kernel-binary (24.9 and later), else the separate dropbear
+    programs (24.3; Debian's dropbear-bin stands in for the agent's per-distro builds, and the
+    directory stays empty without it)."""
+    target = tmp / "opt-kernel"
+    target.mkdir(parents=True, exist_ok=True)
+    if MULTI_CALL_DROPBEAR:
+        multi = target / "dropbearmulti"
+        if not multi.exists():
+            shutil.copyfile(dropbearmulti_binary(), multi)
+            multi.chmod(0o755)
+        return target
+    for name in DROPBEAR_PROGRAMS:
+        found = shutil.which(name, path=SEARCH_PATH)
+        if found is not None and not (target / name).exists():
+            (target / name).symlink_to(found)
+    return target
+
+
+def dropbearmulti_binary() -> Path:
+    """The agent's ``dropbearmulti.<arch>.bin``, from the installed backend.ai-kernel-binary."""
+    name = f"dropbearmulti.{platform.machine()}.bin"
+    for file in importlib.metadata.files("backend.ai-kernel-binary") or []:
+        if file.name == name:
+            return Path(str(file.locate()))
+    pytest.fail(f"backend.ai-kernel-binary {AGENT_VERSION} has no {name}")
+
+
 def new_run_id() -> str:
     return uuid.uuid4().hex
 
@@ -421,7 +486,10 @@ def runner_command_for(choice: RunnerChoice, tmp: Path) -> RunnerCommand:
         return upstream_runner_command(choice)
     # RUNTIME_PATH, as the agent gives it: user code and the Jupyter kernel run on it.
     env = python_kernelspec(tmp, choice.env)
-    return local_runner_command(choice.python, tmp, env, "python", choice.python)
+    bin_dir = str(agent_bin_dir(tmp))
+    return local_runner_command(
+        choice.python, tmp, env, "--agent-bin-dir", bin_dir, "python", choice.python
+    )
 
 
 def python_kernelspec(tmp: Path, env: Mapping[str, str]) -> dict[str, str]:

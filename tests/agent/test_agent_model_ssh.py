@@ -1,6 +1,7 @@
 # mypy: disable-error-code="no-untyped-call"
-"""Model services through the real agent (backend.ai-agent 24.3.x): ``start_model_service``
-and the ``model-service-status`` records, as the agent turns them into events."""
+"""Model services through the real agent (24.3, 24.9 or 25.5): ``start_model_service`` and
+the ``model-service-status`` records, as the agent turns them into events; the model
+definitions of both dialects (a string ``start_command`` with ``shell``, ``interval``)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ pathlib.Path("started-with.json").write_text(json.dumps({
 }))
 class Health(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
+        with open("probes", "a") as probes:
+            probes.write(self.path + "\\n")
         found = self.path == "/health"
         self.send_response(int(pathlib.Path("health-status").read_text()) if found else 404)
         self.end_headers()
@@ -119,3 +122,34 @@ def test_model_service_failure_carries_its_cause(agent: AgentSession) -> None:
         "status": "failed",
         "error": f"the program of tiny-{port} is not found: /nonexistent/serve",
     }
+
+
+def test_model_service_of_the_newer_dialect_string_command_and_interval(
+    agent: AgentSession,
+) -> None:
+    """What agent 25.x sends: a string start_command run by its shell, and a health interval
+    (from one probe's start to the next's; not one probe per max_wait_time)."""
+    events = RecordingProducer()
+    agent.kernel.runner.event_producer = events  # type: ignore[union-attr]
+    model_dir = agent.work_dir / "model"
+    model_dir.mkdir()
+    (model_dir / "server.py").write_text(MODEL_SERVER)
+    (model_dir / "health-status").write_text("200")
+    (port,) = free_ports(1)
+    entry = model_entry(model_dir, port)
+    entry["service"].update(
+        start_command=f'exec "{sys.executable}" server.py ${{{{ ports[0] }}}}',
+        shell="/bin/sh",
+        pre_start_actions=[],
+        health_check={"path": "/health", "max_retries": 1, "max_wait_time": 0.3, "interval": 1.0},
+    )
+    assert agent.run(agent.kernel.start_model_service(entry)) == {"status": "started"}
+    wait_for_statuses(agent, events, 1)
+    if events.statuses[-1][1] != HEALTHY:  # unhealthy until the server listens
+        wait_for_statuses(agent, events, len(events.statuses) + 1)
+    assert events.statuses[-1] == ("tiny", HEALTHY), events.statuses
+    probes = model_dir / "probes"
+    before = len(probes.read_text().splitlines())
+    agent.run(asyncio.sleep(3.0))
+    during = len(probes.read_text().splitlines()) - before
+    assert 2 <= during <= 4, f"{during} probes in 3 s with interval 1 (max_wait_time 0.3)"

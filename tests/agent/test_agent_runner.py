@@ -1,5 +1,5 @@
 # mypy: disable-error-code="no-untyped-call"
-"""The runner driven by the real agent (backend.ai-agent 24.3.x) over its two sockets.
+"""The runner driven by the real agent (backend.ai-agent 24.3, 24.9 or 25.5) over its two sockets.
 
 Each test gets a fresh runner subprocess, or shares one if it is marked ``shared_runner``
 (see tests/agent/harness.py). Every agent call is bounded: where the agent itself would wait
@@ -18,12 +18,26 @@ from typing import Any
 
 import pytest
 
-from tests.agent.harness import AgentSession, RunResult, new_run_id
+from tests.agent.harness import AGENT_GENERATION, AgentSession, RunResult, new_run_id
 from tests.support.processes import processes_matching, still_running, wait_until_async
 from tests.support.service_programs import without_image_service_defs
 
 # For tests that leave the runner as they found it: they share one (see tests/agent/harness.py).
 shared_runner = pytest.mark.shared_runner
+
+# Agent 24.9.14's defect, not the runner's: on clean-finished/build-finished it ends the run's
+# output queue (next_output_queue(), where 24.3 and 25.x call resume_output_queue()) and drops
+# every record that arrives before the client's `continue` opens a new one. A step that ends at
+# once (a failed build's skipped exec, a skipped step, a prompt, a missing command) loses its
+# records, `finished` included, so the call waits in vain; the published 24.9.14 runner fails
+# the same way. It is a race (a slower step's records arrive after the `continue`), hence not
+# strict. Under 24.3 and 25.x these tests must pass.
+agent_24_9_drops_step_records = pytest.mark.xfail(
+    AGENT_GENERATION == (24, 9),
+    reason="agent 24.9.14 drops the records that follow clean-finished/build-finished until the"
+    " client's `continue` (next_output_queue()); timing-dependent",
+    strict=False,
+)
 
 
 def unique_sleep(seconds: int) -> str:
@@ -235,6 +249,7 @@ def test_interrupt_query(agent: AgentSession, tmp_path: Path) -> None:
 
 
 @shared_runner
+@agent_24_9_drops_step_records
 def test_batch_clean_build_exec(agent: AgentSession) -> None:
     name = f"agent-test-{uuid.uuid4().hex[:8]}.txt"
     _, steps = agent.batch(
@@ -250,6 +265,7 @@ def test_batch_clean_build_exec(agent: AgentSession) -> None:
 
 
 @shared_runner
+@agent_24_9_drops_step_records
 def test_batch_exec_exit_code_and_stderr(agent: AgentSession) -> None:
     _, steps = agent.batch("", "", "echo bad >&2; exit 7")
     assert steps[-1].status == "finished"
@@ -258,6 +274,7 @@ def test_batch_exec_exit_code_and_stderr(agent: AgentSession) -> None:
 
 
 @shared_runner
+@agent_24_9_drops_step_records
 def test_batch_skipped_steps_still_finish(agent: AgentSession) -> None:
     _, steps = agent.batch("", "", "")
     assert [(s.status, s.exit_code) for s in steps] == [
@@ -268,6 +285,7 @@ def test_batch_skipped_steps_still_finish(agent: AgentSession) -> None:
 
 
 @shared_runner
+@agent_24_9_drops_step_records
 def test_batch_failed_build_skips_exec(agent: AgentSession) -> None:
     _, steps = agent.batch("", "echo compile error >&2; exit 3", "echo should-not-run")
     assert [s.status for s in steps] == ["clean-finished", "build-finished", "finished"]
@@ -281,12 +299,14 @@ def test_batch_failed_build_skips_exec(agent: AgentSession) -> None:
 
 
 @shared_runner
+@agent_24_9_drops_step_records
 def test_batch_missing_command_is_127(agent: AgentSession) -> None:
     _, steps = agent.batch("", "", "this-command-does-not-exist-xyz")
     assert steps[-1].exit_code == 127
 
 
 @shared_runner
+@agent_24_9_drops_step_records
 def test_batch_large_utf8_output(agent: AgentSession) -> None:
     """2.2 MB of 3-byte characters: chunk borders split characters; the agent's
     incremental decoder must see an unbroken stream."""
@@ -297,6 +317,7 @@ def test_batch_large_utf8_output(agent: AgentSession) -> None:
     assert result.stdout == "가나다라마바사\n" * 100000
 
 
+@agent_24_9_drops_step_records
 def test_batch_stdin_input_round_trip(agent: AgentSession) -> None:
     """Any program that reads its stdin gets a waiting-input and the next `input`."""
     run_id, steps = agent.batch("", "", 'read line; echo "got:$line"')
@@ -307,6 +328,7 @@ def test_batch_stdin_input_round_trip(agent: AgentSession) -> None:
     assert "got:xyz" in done.stdout
 
 
+@agent_24_9_drops_step_records
 def test_interrupt_batch_kills_the_process_tree(agent: AgentSession) -> None:
     sleep = unique_sleep(61)
 
@@ -356,6 +378,7 @@ def test_executions_are_serialised(agent: AgentSession, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("signo", [signal.SIGINT, signal.SIGTERM])
+@agent_24_9_drops_step_records
 def test_stop_signal_stops_running_children(agent: AgentSession, signo: int) -> None:
     """Docker stops the container with SIGINT (StopSignal) or SIGTERM; the runner must stop
     the user's processes (and its Jupyter kernel) before it exits."""
@@ -378,6 +401,7 @@ def test_stop_signal_stops_running_children(agent: AgentSession, signo: int) -> 
     assert still_running(tree) == [], "left behind"
 
 
+@agent_24_9_drops_step_records
 def test_two_runners_side_by_side(
     agent: AgentSession, another_agent: Callable[[], AgentSession]
 ) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import sys
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import pytest
 from tests.agent.harness import AgentSession, RunnerChoice, open_session
 from tests.support.processes import free_ports, local_runner_command
 from tests.support.service_programs import (
+    LISTENER,
     listener_definition,
     records,
     wait_port_closed,
@@ -127,8 +129,23 @@ def definitions(tmp: Path) -> dict[str, Any]:
             },
         ),
         "noop": {"noop": True},
+        "newer": newer_dialect_definition(tmp),
         **{f"quick{i}": listener_definition(tmp / f"quick{i}") for i in range(5)},
         "hangs": listener_definition(tmp / "hangs", str(tmp / "never")),
+    }
+
+
+def newer_dialect_definition(tmp: Path) -> dict[str, Any]:
+    """LISTENER as an image for the newer runners (25.x) defines a service: one command string
+    for the definition's shell, ``${{ }}`` and ``{ }`` templates, a templated default."""
+    script = tmp / "listener.py"
+    script.write_text(LISTENER)
+    record = tmp / "newer"
+    return {
+        "command": f'exec "{sys.executable}" "{script}" ${{{{ ports[0] }}}} "{record}" -'
+        ' "$0" "$1" { runtime_path }',
+        "shell": "/bin/sh",
+        "default_arguments": {"--marker": "m{ports[0]}"},
     }
 
 
@@ -214,7 +231,7 @@ def test_failures_say_the_real_cause(services: ServiceKernel) -> None:
         " stopped; no output",
         "broken": f"service definition {tmp / 'defs' / 'broken.json'}: unknown field 'foo' (known:"
         " allowed_arguments, allowed_envs, command, default_arguments, env, noop, prestart,"
-        " prestart_actions, start_timeout, url_template)",
+        " prestart_actions, shell, start_timeout, url_template)",
         "hangs_prestart": "prestart action 0 (run_command) of hangs_prestart: sleep did not"
         " finish in 0.5 s",
     }
@@ -275,6 +292,17 @@ def test_prestart_results_stay_with_their_start(services: ServiceKernel) -> None
         "status": "failed",
         "error": "command[6] of leaky: unknown variable {out[out]} (known: ports, runtime_path)",
     }
+
+
+def test_a_definition_of_the_newer_dialect(
+    services: ServiceKernel, runner_choice: RunnerChoice
+) -> None:
+    port = services.ports["newer"]
+    assert services.start("newer") == {"status": "started"}
+    [started] = records(services.tmp / "newer")
+    # bash -c's arguments after the command are $0, $1, ...: the default arguments.
+    assert started["argv"] == ["--marker", f"m{port}", runner_choice.python]
+    services.stop("newer")
 
 
 def test_noop_is_started(services: ServiceKernel) -> None:

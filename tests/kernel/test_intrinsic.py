@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from ai.backend.kernel.services.errors import ServiceStartError
+from ai.backend.kernel.services.host import ServiceRequest
 from ai.backend.kernel.services.intrinsic import (
     Dropbear,
     IntrinsicServices,
@@ -66,8 +67,96 @@ def test_find_program_says_where_it_looked(tmp_path: Path) -> None:
     )
 
 
+# ---- dropbear, however the agent ships it --------------------------------------------------
+
+
+def dropbear_layout(tmp_path: Path, *names: str) -> tuple[Path, Path]:
+    """An agent-binary dir and a PATH dir; ``agent/NAME`` or ``path/NAME`` stubs for ``names``."""
+    agent_bin, on_path = tmp_path / "agent", tmp_path / "path"
+    agent_bin.mkdir()
+    on_path.mkdir()
+    for name in names:
+        executable(tmp_path / name)
+    return agent_bin, on_path
+
+
+def test_dropbear_prefers_the_multi_call_binary(tmp_path: Path) -> None:
+    agent_bin, on_path = dropbear_layout(
+        tmp_path, "agent/dropbearmulti", "agent/dropbear", "agent/dropbearkey", "path/dropbear"
+    )
+    multi = str(agent_bin / "dropbearmulti")
+    assert Dropbear.find(str(on_path), agent_bin) == Dropbear(
+        (multi, "dropbear"), (multi, "dropbearkey"), (multi, "dropbearconvert")
+    )
+
+
+def test_dropbear_separate_programs_of_the_agent_then_path(tmp_path: Path) -> None:
+    agent_bin, on_path = dropbear_layout(
+        tmp_path, "agent/dropbear", "agent/dropbearkey", "path/dropbearkey", "path/dropbearconvert"
+    )
+    assert Dropbear.find(str(on_path), agent_bin) == Dropbear(
+        (str(agent_bin / "dropbear"),),
+        (str(agent_bin / "dropbearkey"),),
+        (str(on_path / "dropbearconvert"),),
+    )
+
+
+def test_a_non_executable_dropbearmulti_is_passed_over(tmp_path: Path) -> None:
+    agent_bin, on_path = dropbear_layout(
+        tmp_path, "path/dropbear", "path/dropbearkey", "path/dropbearconvert"
+    )
+    (agent_bin / "dropbearmulti").write_text("not executable")
+    assert Dropbear.find(str(on_path), agent_bin).server == (str(on_path / "dropbear"),)
+
+
+def test_a_missing_dropbear_lists_every_place_looked_at(tmp_path: Path) -> None:
+    agent_bin, on_path = dropbear_layout(tmp_path, "path/dropbear")
+    with pytest.raises(ServiceStartError) as raised:
+        Dropbear.find(str(on_path), agent_bin)
+    assert str(raised.value) == (
+        f"dropbearkey not found: looked for {agent_bin}/dropbearmulti (multi-call),"
+        f" {agent_bin}/dropbearkey and on PATH ({on_path})"
+    )
+
+
+# A stand-in for the agent's dropbearmulti: the program is its first argument; only
+# `dropbearmulti dropbear -h` prints the server's usage (with -e).
+FAKE_MULTI = """#!/bin/sh
+echo "$*" >> "$(dirname "$0")/calls"
+program="$1"; shift
+case "$program" in
+  dropbearkey) for arg; do key="$arg"; done; echo key > "$key"; echo "Public key portion is:"
+               echo "ssh-rsa AAAAfake root@host";;
+  dropbearconvert) echo converted > "$4";;
+  dropbear) [ "$1" = -h ] && printf 'Usage: dropbear [options]\n-e\t\tPass on environment\n';;
+  *) echo "unknown program $program" >&2; exit 1;;
+esac
+"""
+
+
+def test_sshd_runs_every_dropbear_program_through_dropbearmulti(tmp_path: Path) -> None:
+    agent_bin = tmp_path / "agent"
+    multi = executable(agent_bin / "dropbearmulti", FAKE_MULTI)
+    files = ssh_files(tmp_path)
+    env = {"PATH": "/usr/bin:/bin"}
+    services = IntrinsicServices(files, env, tmp_path, 5.0, agent_bin)
+    spec = asyncio.run(services.sshd(ServiceRequest("sshd", 2200)))
+    assert list(spec.argv[:2]) == [str(multi), "dropbear"]
+    assert "-e" in spec.argv  # the usage probe asked `dropbearmulti dropbear -h`
+    calls = (agent_bin / "calls").read_text().splitlines()
+    assert [call.split()[0] for call in calls] == [
+        "dropbearkey",
+        "dropbearconvert",
+        "dropbearkey",
+        "dropbear",
+    ]
+    assert calls[-1] == "dropbear -h"
+    assert files.authorized_keys.read_text() == "ssh-rsa AAAAfake root@host\n"
+    assert files.id_container.read_text() == "converted\n"
+
+
 def test_sshd_argv() -> None:
-    assert sshd_argv("/opt/kernel/dropbear", Path("/k/host_key"), [2200], pass_env=False) == [
+    assert sshd_argv(["/opt/kernel/dropbear"], Path("/k/host_key"), [2200], pass_env=False) == [
         "/opt/kernel/dropbear", "-r", "/k/host_key", "-E", "-F", "-g", "-w", "-K", "15",
         "-I", "0", "-p", "0.0.0.0:2200",
     ]  # fmt: skip
@@ -126,7 +215,7 @@ def test_a_programs_usage_is_asked_once_and_sees_the_runners_later_environment(
     runner_env["LATE"] = "set after construction"
 
     async def ask_twice() -> list[bool]:
-        return [await services.documents(str(ttyd), "--help", option) for option in ("-W", "-R")]
+        return [await services.documents([str(ttyd)], "--help", o) for o in ("-W", "-R")]
 
     assert asyncio.run(ask_twice()) == [True, False]
     assert calls.read_text() == "set after construction\n"
@@ -192,7 +281,7 @@ def test_a_failed_key_step_does_not_stop_the_host_key(tmp_path: Path) -> None:
 
 def test_a_failed_keygen_is_reported_with_its_status(tmp_path: Path) -> None:
     failing = executable(tmp_path / "keygen", "#!/bin/sh\necho 'no entropy' >&2\nexit 3\n")
-    tools = Dropbear("dropbear", str(failing), str(failing))
+    tools = Dropbear(("dropbear",), (str(failing),), (str(failing),))
     files = ssh_files(tmp_path)
     with pytest.raises(ServiceStartError) as raised:
         asyncio.run(prepare_sshd(files, tools, os.environ))

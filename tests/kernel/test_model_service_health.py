@@ -154,3 +154,48 @@ def test_http_probe_raises_on_a_closed_port() -> None:
 
     with pytest.raises(OSError):
         asyncio.run(refused())
+
+
+async def probe_starts(check: HealthCheck, probe_takes: float, watch: float) -> list[float]:
+    """When each probe of a monitor started, over ``watch`` seconds (each takes ``probe_takes``)."""
+    loop = asyncio.get_running_loop()
+    starts: list[float] = []
+
+    async def probe() -> str | None:
+        starts.append(loop.time())
+        await asyncio.sleep(probe_takes)
+        return OK
+
+    async def report(healthy: bool) -> None:
+        pass
+
+    task = asyncio.create_task(HealthMonitor("m", check, probe, report).run())
+    await asyncio.sleep(watch)
+    task.cancel()
+    return [start - starts[0] for start in starts]
+
+
+def test_interval_is_from_the_start_of_one_probe_to_the_start_of_the_next() -> None:
+    # Scaled down from agent 25.5.2's case: interval 4, max_wait_time 1, 13 s -> probes at
+    # 0, 4, 8, 12 (one per max_wait_time before `interval` was read: 13).
+    check = HealthCheck("/h", max_wait_time=0.1, interval=0.4)
+    starts = asyncio.run(probe_starts(check, probe_takes=0.05, watch=1.3))
+    assert 3 <= len(starts) <= 4, starts
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    assert all(0.39 <= gap < 0.6 for gap in gaps), gaps  # not 0.4 + the probe's 0.05
+
+
+def test_without_interval_a_probe_starts_every_max_wait_time() -> None:
+    check = HealthCheck("/h", max_wait_time=0.2)
+    assert (check.round_seconds, check.probe_seconds) == (0.2, 0.2)
+    starts = asyncio.run(probe_starts(check, probe_takes=0.05, watch=0.7))
+    assert 3 <= len(starts) <= 4, starts
+
+
+def test_interval_does_not_lengthen_a_probes_limit() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+        writer.close()
+
+    check = HealthCheck("/health", max_wait_time=0.2, interval=10)
+    assert asyncio.run(probe_once(silent, check)) == "no answer within 0.2 s"

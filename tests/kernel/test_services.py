@@ -12,7 +12,13 @@ from typing import Any
 from ai.backend.kernel.agent_client import AgentClient
 from ai.backend.kernel.protocol import Op, Record, decode_status
 from tests.kernel.conftest import RunningKernel, StartKernel
-from tests.support.processes import free_ports, is_running, pid_is_running, process
+from tests.support.processes import (
+    free_ports,
+    is_running,
+    pid_is_running,
+    process,
+    wait_until,
+)
 from tests.support.service_programs import (
     listener_definition,
     port_accepts,
@@ -23,6 +29,7 @@ from tests.support.service_programs import (
 )
 
 STILL_STARTING = "is still starting; start it again to get its state"
+WAIT_LIMIT = 60.0  # seconds any wait of these tests may last
 
 
 def start_request(name: str, port: int, protocol: str = "http", **options: Any) -> str:
@@ -31,9 +38,11 @@ def start_request(name: str, port: int, protocol: str = "http", **options: Any) 
 
 
 def wait_for(agent: AgentClient, kind: Record, others: list[tuple[str, bytes]]) -> bytes:
-    """The payload of the next ``kind`` record; the records before it go to ``others``."""
+    """The payload of the next ``kind`` record; the records before it go to ``others``.
+    Fails (RunnerTimeout) if none arrives within WAIT_LIMIT seconds."""
+    deadline = time.monotonic() + WAIT_LIMIT
     while True:
-        got, payload = agent.recv()
+        got, payload = agent.recv(timeout=max(0.0, deadline - time.monotonic()))
         if got == kind:
             return payload
         others.append((got, payload))
@@ -61,7 +70,7 @@ def test_get_apps_lists_definitions_and_a_bad_file_is_reported_by_start(
         default_arguments={"--auth": "none"},
         url_template="http://{host}:{port}/",
     )
-    kernel = kernel_with(start_kernel, tmp_path, vscode=vscode, broken={"command": "x"})
+    kernel = kernel_with(start_kernel, tmp_path, vscode=vscode, broken={"command": 5})
     kernel.agent.send(Op.GET_APPS, "")
     apps = json.loads(wait_for(kernel.agent, Record.APPS_RESULT, []))
     assert apps == {
@@ -78,8 +87,8 @@ def test_get_apps_lists_definitions_and_a_bad_file_is_reported_by_start(
     broken = tmp_path / "defs" / "broken.json"
     assert start(kernel.agent, "broken", 1) == {
         "status": "failed",
-        "error": f"service definition {broken}: field 'command': expected a list of strings,"
-        " got 'x'",
+        "error": f"service definition {broken}: field 'command': expected a list of strings or"
+        " a string, got 5",
     }
     assert start(kernel.agent, "nothing", 1)["error"].startswith("unsupported service: nothing")
 
@@ -141,9 +150,12 @@ def test_a_slow_start_is_answered_in_time_then_from_its_state(
         "error": f"slow {STILL_STARTING}",
     }
     gate.touch()
-    while not port_accepts(port):
-        kernel.agent.status()
-        time.sleep(0.05)
+
+    def listening() -> bool:
+        kernel.agent.status()  # answered meanwhile
+        return port_accepts(port)
+
+    assert wait_until(listening, WAIT_LIMIT), f"slow never opened port {port}"
     assert start(kernel.agent, "slow", port) == {"status": "running"}
     assert len(records(record)) == 1
 
@@ -157,9 +169,12 @@ def test_a_failure_after_the_reply_is_told_by_the_next_start(
     [port] = free_ports(1)
     assert start(kernel.agent, "slow", port)["error"] == f"slow {STILL_STARTING}"
     [pid] = [r["pid"] for r in records(record)]
-    while pid_is_running(pid):
-        kernel.agent.status()
-        time.sleep(0.05)
+
+    def stopped() -> bool:
+        kernel.agent.status()  # answered meanwhile
+        return not pid_is_running(pid)
+
+    assert wait_until(stopped, WAIT_LIMIT), f"slow (pid {pid}) was never stopped"
     assert start(kernel.agent, "slow", port) == {
         "status": "failed",
         "error": f"slow did not open port {port} on 127.0.0.1 within 9 s, so it was stopped;"
@@ -181,7 +196,9 @@ def test_status_and_executions_answered_while_services_start_and_one_hangs(
     replies: list[dict[str, Any]] = []
     statuses = 0
     agent.send(Op.CODE, "echo executed")
+    deadline = time.monotonic() + WAIT_LIMIT
     while len(replies) < len(ports):
+        assert time.monotonic() < deadline, f"only {replies} within {WAIT_LIMIT} s"
         others: list[tuple[str, bytes]] = []
         agent.send(Op.STATUS)
         assert "started_at" in decode_status(wait_for(agent, Record.STATUS, others))

@@ -64,6 +64,16 @@ def test_template_keeps_shell_variables() -> None:
     assert expand("${ports[0]}", variables, where="t") == "$1"
 
 
+def test_template_newer_dialect_and_spaces_inside_braces() -> None:
+    variables = {"ports": [55341], "runtime_path": "/py"}
+    assert expand("${{ ports[0] }}:${{runtime_path}}", variables, where="t") == "55341:/py"
+    assert expand("{ runtime_path } -p { ports[0] }", variables, where="t") == "/py -p 55341"
+    # Not a template variable: the literal ${...} of 24.3, for the shell.
+    assert expand("${{ HOME }} ${{PATH}}", variables, where="t") == "${ HOME } ${PATH}"
+    # An unclosed ${{ is today's `$` and a literal brace.
+    assert expand("${{x", variables, where="t") == "${x"
+
+
 @pytest.mark.parametrize(
     ("template", "error"),
     [
@@ -97,7 +107,9 @@ def test_real_image_definitions_load(tmp_path: Path) -> None:
         ("{", "cannot be read: Expecting property name enclosed in double quotes"),
         ("[]", "expected a JSON object, got list"),
         ({"command": ["x"], "foo": 1}, "unknown field 'foo'"),
-        ({"command": "jupyter"}, "field 'command': expected a list of strings, got 'jupyter'"),
+        ({"command": 5}, "field 'command': expected a list of strings or a string, got 5"),
+        ({"command": " "}, "field 'command': expected a non-empty string, got ' '"),
+        ({"command": "x", "shell": ["sh"]}, "field 'shell': expected a program name, got ['sh']"),
         ({}, "field 'command': required (unless 'noop' is true)"),
         ({"command": ["x"], "noop": "yes"}, "field 'noop': expected bool, got 'yes'"),
         ({"command": ["x"], "env": {"A": 1}}, "field 'env': expected an object of strings"),
@@ -174,6 +186,49 @@ def test_argv_defaults_updated_by_user_and_typed_values_kept() -> None:
         "b",
         "--bare",
     ]
+
+
+def test_newer_dialect_string_command_with_shell_and_templated_defaults(tmp_path: Path) -> None:
+    body = {
+        "command": "exec web --port ${{ ports[0] }} --root { runtime_path }",
+        "shell": "sh",
+        "default_arguments": {"--marker": "m{ports[0]}", "--l": ["{ports[0]}", "$HOME"]},
+        "allowed_arguments": ["--marker"],
+    }
+    catalog = load_catalog([write_definitions(tmp_path, web=body)])
+    assert catalog.problems == {}
+    d = catalog.definitions["web"]
+    variables = {"ports": [55341], "runtime_path": "/py"}
+    assert build_argv(d, variables, {}) == [
+        "sh",
+        "-c",
+        "exec web --port 55341 --root /py",
+        "--marker",
+        "m55341",
+        "--l",
+        "55341",
+        "$HOME",
+    ]
+    # The user's arguments are passed as given, never expanded.
+    assert build_argv(d, variables, {"--marker": "{ports[0]}"})[3:5] == ["--marker", "{ports[0]}"]
+
+
+def test_string_command_shell_defaults_to_bash_and_errors_name_the_field() -> None:
+    d = definition(command="serve {nope}")
+    assert d.shell == "bash"
+    with pytest.raises(TemplateError) as e:
+        build_argv(d, {"ports": [1]}, {})
+    assert str(e.value).startswith("command of svc: unknown variable {nope}")
+    bad_default = definition(command=("p",), default_arguments={"--x": ["ok", "{nope}"]})
+    with pytest.raises(TemplateError) as e:
+        build_argv(bad_default, {"ports": [1]}, {})
+    assert str(e.value).startswith("default_arguments[--x][1] of svc: unknown variable {nope}")
+
+
+def test_users_envs_win_over_the_definitions_env_as_under_24_3() -> None:
+    d = definition(command=("p",), env={"PASSWORD": "from-definition"})
+    env = build_env(d, {"ports": [7]}, {"PASSWORD": "from-user"}, {})
+    assert env["PASSWORD"] == "from-user"
 
 
 @pytest.mark.parametrize(

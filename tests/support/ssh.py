@@ -2,7 +2,10 @@
 
 The login must not touch this machine's users, so the runner runs under nss_wrapper
 (libnss-wrapper): its passwd file gives the runner's own user (root in CI) the work dir as
-home, where the runner writes authorized_keys and ``id_container``.
+home, where the runner writes authorized_keys and ``id_container``.  A static dropbear (the
+agent's musl ``dropbearmulti``) ignores ``LD_PRELOAD`` and reads ``/etc/passwd`` itself: for it,
+``with_private_passwd`` runs the runner in a private mount namespace (``unshare -m``, root
+only) where that passwd file is bind-mounted on ``/etc/passwd``; nothing outside changes.
 """
 
 from __future__ import annotations
@@ -20,10 +23,11 @@ SEARCH_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 NSS_WRAPPER = next(iter(glob.glob("/usr/lib/*/libnss_wrapper.so")), None)  # Debian's multiarch dir
 
 
-def ssh_tools_missing() -> str | None:
-    """Why a real login cannot run here, or None."""
+def ssh_tools_missing(dropbear: bool = True) -> str | None:
+    """Why a real login cannot run here, or None; ``dropbear=False`` when the test brings its
+    own dropbear (the agent's dropbearmulti)."""
     found = {
-        "dropbear": shutil.which("dropbear", path=SEARCH_PATH),
+        "dropbear": shutil.which("dropbear", path=SEARCH_PATH) if dropbear else "brought",
         "ssh": shutil.which("ssh", path=SEARCH_PATH),
         "libnss_wrapper.so": NSS_WRAPPER,
     }
@@ -44,6 +48,23 @@ def login_as_me(scratch: Path, home: Path) -> tuple[str, dict[str, str]]:
     groups.write_text(f"{group}:x:{os.getgid()}:\n")
     env = {"NSS_WRAPPER_PASSWD": str(passwd), "NSS_WRAPPER_GROUP": str(groups)}
     return user, {**env, "LD_PRELOAD": str(NSS_WRAPPER)}
+
+
+def private_passwd_missing() -> str | None:
+    """Why ``with_private_passwd`` cannot work here, or None."""
+    if os.getuid() != 0:
+        return "a private /etc/passwd (unshare -m, mount --bind) needs root"
+    if shutil.which("unshare") is None or shutil.which("mount") is None:
+        return "unshare or mount is not installed (util-linux, mount)"
+    return None
+
+
+def with_private_passwd(scratch: Path, argv: list[str]) -> list[str]:
+    """``argv`` run in a private mount namespace where login_as_me's passwd and group files
+    (in ``scratch``) are ``/etc/passwd`` and ``/etc/group``."""
+    script = 'mount --bind "$1" /etc/passwd && mount --bind "$2" /etc/group && shift 2 && exec "$@"'
+    files = [str(scratch / "passwd"), str(scratch / "group")]
+    return ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", *files, *argv]
 
 
 def ssh_run(user: str, key: Path, port: int, command: str) -> subprocess.CompletedProcess[str]:

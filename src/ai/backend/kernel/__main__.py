@@ -12,7 +12,7 @@ from pathlib import Path
 from .languages import LANGUAGES
 from .server import IMAGE_SERVICE_DEFS, Runner, RunnerConfig
 from .services.host import START_TIMEOUT
-from .services.intrinsic import SSHD_PORT, TTYD_PORT
+from .services.intrinsic import AGENT_BIN, SSHD_PORT, TTYD_PORT
 
 log = logging.getLogger("ai.backend.kernel")
 
@@ -49,6 +49,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="seconds a service may take to open its port, unless its definition says"
         f" otherwise (default: {START_TIMEOUT:g})",
     )
+    parser.add_argument(
+        "--agent-bin-dir",
+        type=Path,
+        default=AGENT_BIN,
+        help=f"where the agent mounts dropbear(multi) and tmux (default: {AGENT_BIN})",
+    )
     # Options may come after RUNTIME_TYPE too, and before or after RUNTIME_PATH.
     return parser.parse_intermixed_args(argv)
 
@@ -81,6 +87,7 @@ def make_config(args: argparse.Namespace) -> RunnerConfig:
         service_start_timeout=args.service_start_timeout,
         sshd_port=ports["sshd"],
         ttyd_port=ports["ttyd"],
+        agent_bin_dir=args.agent_bin_dir,
     )
 
 

@@ -50,7 +50,7 @@ from .protocol import (
 )
 from .services.definitions import load_catalog
 from .services.host import START_TIMEOUT, ServiceHost, ServiceRequest
-from .services.intrinsic import SSHD_PORT, TTYD_PORT, IntrinsicServices, SshFiles
+from .services.intrinsic import AGENT_BIN, SSHD_PORT, TTYD_PORT, IntrinsicServices, SshFiles
 from .services.model import ModelServices
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,7 @@ class RunnerConfig:
     service_start_timeout: float = START_TIMEOUT
     sshd_port: int = SSHD_PORT
     ttyd_port: int = TTYD_PORT
+    agent_bin_dir: Path = AGENT_BIN
 
 
 class Runner:
@@ -175,7 +176,9 @@ class Runner:
     def _make_intrinsic(self) -> IntrinsicServices:
         config = self.config
         files = SshFiles(config.work_dir, config.config_dir, self.private_dir / "dropbear")
-        return IntrinsicServices(files, self.env, config.work_dir, config.service_start_timeout)
+        return IntrinsicServices(
+            files, self.env, config.work_dir, config.service_start_timeout, config.agent_bin_dir
+        )
 
     def _make_models(self) -> ModelServices:
         return ModelServices(self.services, self.report_health)

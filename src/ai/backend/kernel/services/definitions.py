@@ -9,6 +9,12 @@ A file ``NAME.json`` defines the service NAME::
      "allowed_arguments": ["--auth"], "default_arguments": {"--auth": "none"},
      "noop": false, "start_timeout": 60}
 
+The newer runners' dialect (25.x images) is read as well: ``"command"`` may be one string, run as
+``[shell, "-c", command]`` with the definition's ``"shell"`` (default ``bash``), and templates
+may be written ``${{ expr }}`` (templates.py).  Templates in ``default_arguments`` are expanded
+(the user's ``options.arguments`` are not).  Where the dialects disagree, 24.3's behaviour
+is kept: the user's ``options.envs`` win over the definition's ``env``.
+
 A file that does not follow the schema disables that one service: the problem, naming the file
 and the field, is logged at start-up and is the error of every start of that name.
 """
@@ -34,6 +40,7 @@ ArgValue = None | bool | int | float | str | list[str]
 
 FIELDS = {
     "command",
+    "shell",
     "noop",
     "url_template",
     "prestart_actions",
@@ -45,6 +52,8 @@ FIELDS = {
     "start_timeout",
 }
 KRUNNER_LIB = "/opt/backend.ai/lib"
+DEFAULT_SHELL = "bash"
+"""The shell of a string ``command`` (or a model's ``start_command``) without ``shell``."""
 
 
 class InvalidDefinition(ValueError):
@@ -55,7 +64,8 @@ class InvalidDefinition(ValueError):
 class ServiceDefinition:
     name: str
     source: Path
-    command: tuple[str, ...] = ()
+    command: tuple[str, ...] | str = ()  # a str runs as [shell, "-c", command]
+    shell: str = DEFAULT_SHELL
     noop: bool = False
     url_template: str = ""
     prestart_actions: tuple[PrestartAction, ...] = ()
@@ -128,7 +138,8 @@ def _definition(path: Path, data: dict[str, Any]) -> ServiceDefinition:
     return ServiceDefinition(
         name=path.stem,
         source=path,
-        command=tuple(_strings(data, "command")),
+        command=_command(data, "command"),
+        shell=_shell(data, "shell"),
         noop=noop,
         url_template=_typed(data, "url_template", str, ""),
         prestart_actions=tuple(
@@ -153,6 +164,27 @@ def _strings(data: Mapping[str, Any], key: str) -> list[str]:
     value = data.get(key, [])
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise InvalidDefinition(f"field {key!r}: expected a list of strings, got {value!r}")
+    return value
+
+
+def _command(data: Mapping[str, Any], key: str) -> tuple[str, ...] | str:
+    """A list of strings (an argv), or one string for the shell."""
+    value = data.get(key, [])
+    if isinstance(value, str):
+        if not value.strip():
+            raise InvalidDefinition(f"field {key!r}: expected a non-empty string, got {value!r}")
+        return value
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise InvalidDefinition(
+            f"field {key!r}: expected a list of strings or a string, got {value!r}"
+        )
+    return tuple(value)
+
+
+def _shell(data: Mapping[str, Any], key: str) -> str:
+    value = data.get(key, DEFAULT_SHELL)
+    if not isinstance(value, str) or not value:
+        raise InvalidDefinition(f"field {key!r}: expected a program name, got {value!r}")
     return value
 
 
@@ -224,11 +256,41 @@ def check_options(
 def build_argv(
     definition: ServiceDefinition, variables: Mapping[str, object], arguments: Mapping[str, Any]
 ) -> list[str]:
-    """The expanded command, then the default arguments updated with the user's ones."""
-    argv = expand_items(definition.command, variables, "command", definition.name)
-    for key, value in {**definition.default_arguments, **arguments}.items():
+    """The expanded command, then the default arguments (expanded) updated with the user's
+    ones (as given)."""
+    name = definition.name
+    argv = command_argv(definition.command, definition.shell, variables, "command", name)
+    defaults = {
+        key: _expand_value(value, variables, f"default_arguments[{key}]", name)
+        for key, value in definition.default_arguments.items()
+    }
+    for key, value in {**defaults, **arguments}.items():
         argv.extend(_argument_items(key, value))
     return argv
+
+
+def _expand_value(
+    value: ArgValue, variables: Mapping[str, object], field: str, owner: str
+) -> ArgValue:
+    if isinstance(value, str):
+        return expand(value, variables, where=f"{field} of {owner}")
+    if isinstance(value, list):
+        return expand_items(value, variables, field, owner)
+    return value
+
+
+def command_argv(
+    command: Sequence[str] | str,
+    shell: str,
+    variables: Mapping[str, object],
+    field: str,
+    owner: str,
+) -> list[str]:
+    """An argv command with each item expanded, or a string command expanded and run as
+    ``[shell, "-c", command]``; errors name ``field[i] of owner`` or ``field of owner``."""
+    if isinstance(command, str):
+        return [shell, "-c", expand(command, variables, where=f"{field} of {owner}")]
+    return expand_items(command, variables, field, owner)
 
 
 def expand_items(

@@ -26,11 +26,18 @@ class HealthCheck:
     max_retries: int = 10
     max_wait_time: float = 5.0
     expected_status_code: int = 200
+    interval: float | None = None  # agent 25.x: seconds from one probe's start to the next's
+
+    @property
+    def probe_seconds(self) -> float:
+        """How long one probe may take."""
+        return max(self.max_wait_time, MIN_ROUND)
 
     @property
     def round_seconds(self) -> float:
-        """Each probe may take this long, and a new one starts this often."""
-        return max(self.max_wait_time, MIN_ROUND)
+        """How often a probe starts: every ``interval`` s if given, else every probe's limit
+        (a probe that takes longer than the interval is followed by the next at once)."""
+        return self.probe_seconds if self.interval is None else max(self.interval, MIN_ROUND)
 
 
 Probe = Callable[[], Awaitable[str | None]]
@@ -71,10 +78,10 @@ def http_probe(check: HealthCheck, port: int, host: str = "localhost") -> Probe:
 
     async def probe() -> str | None:
         try:
-            async with asyncio.timeout(check.round_seconds):
+            async with asyncio.timeout(check.probe_seconds):
                 status = await http_status(host, port, check.path)
         except TimeoutError:
-            return f"no answer within {check.round_seconds:g} s"
+            return f"no answer within {check.probe_seconds:g} s"
         if status != check.expected_status_code:
             return f"status {status}, expected {check.expected_status_code}"
         return None

@@ -103,6 +103,12 @@ class ServiceHost:
         self._jobs: dict[str, asyncio.Task[StartResult]] = {}
         self._waiting: collections.Counter[str] = collections.Counter()
         self._untold: dict[str, StartResult] = {}
+        self._stop_hooks: list[Callable[[str], None]] = []
+
+    def on_stop(self, hook: Callable[[str], None]) -> None:
+        """Call ``hook(name)`` when ``shutdown-service`` stops a service (e.g. to end what
+        watches it), before its process is stopped."""
+        self._stop_hooks.append(hook)
 
     def apps(self, selected: str = "") -> list[dict[str, object]]:
         """The ``get-apps`` data: every loaded definition, or only ``selected`` if it exists."""
@@ -211,6 +217,8 @@ class ServiceHost:
         if job is not None:
             job.cancel()
         self._untold.pop(name, None)
+        for hook in self._stop_hooks:
+            hook(name)
         await self.supervisor.stop(name)
 
     async def close(self) -> None:

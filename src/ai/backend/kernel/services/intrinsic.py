@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 SSHD_PORT = 2200
 TTYD_PORT = 7681
 AGENT_BIN = Path("/opt/kernel")
-"""Where the agent mounts dropbear (a multi-call binary with its links) and tmux."""
+"""Where the agent mounts dropbear (``dropbearmulti`` since agent 24.9, the separate programs
+before) and tmux; ``--agent-bin-dir`` moves it."""
 TTYD_BIN = Path("/opt/backend.ai/bin/ttyd")
 """Where the krunner volume has ttyd."""
 RSA_BITS = "2048"
@@ -70,19 +71,41 @@ def restrict_mode(path: Path, mode: int) -> None:
         path.chmod(mode)
 
 
+DROPBEAR_PROGRAMS = ("dropbear", "dropbearkey", "dropbearconvert")
+
+
 @dataclass(frozen=True)
 class Dropbear:
-    server: str
-    keygen: str
-    convert: str
+    """How to run each dropbear program: an argv prefix, the program's arguments follow.
+
+    Agents 24.9 and later mount one multi-call binary, ``dropbearmulti``, that is told the
+    program as its first argument (``dropbearmulti dropbearkey -t rsa …``); agents 24.3 mount
+    the separate programs; outside a container they are on PATH."""
+
+    server: tuple[str, ...]
+    keygen: tuple[str, ...]
+    convert: tuple[str, ...]
 
     @classmethod
-    def find(cls, path: str) -> Dropbear:
-        return cls(
-            find_program("dropbear", AGENT_BIN / "dropbear", path),
-            find_program("dropbearkey", AGENT_BIN / "dropbearkey", path),
-            find_program("dropbearconvert", AGENT_BIN / "dropbearconvert", path),
-        )
+    def find(cls, path: str, agent_bin: Path = AGENT_BIN) -> Dropbear:
+        """``agent_bin/dropbearmulti``, else ``agent_bin/dropbear{,key,convert}``, else each
+        program on ``path``; the error of a missing program lists every place looked at."""
+        multi = agent_bin / "dropbearmulti"
+        if os.access(multi, os.X_OK):
+            return cls(*((str(multi), name) for name in DROPBEAR_PROGRAMS))
+        found: list[tuple[str, ...]] = []
+        for name in DROPBEAR_PROGRAMS:
+            separate = agent_bin / name
+            if os.access(separate, os.X_OK):
+                found.append((str(separate),))
+            elif on_path := shutil.which(name, path=path):
+                found.append((on_path,))
+            else:
+                raise ServiceStartError(
+                    f"{name} not found: looked for {multi} (multi-call), {separate} and on"
+                    f" PATH ({path})"
+                )
+        return cls(*found)
 
 
 @dataclass(frozen=True)
@@ -139,11 +162,11 @@ async def set_up_user_key(files: SshFiles, tools: Dropbear, env: Mapping[str, st
     with tempfile.TemporaryDirectory(dir=files.state_dir) as temp:
         dropbear_key, openssh_key = Path(temp) / "id_dropbear", Path(temp) / "id_container"
         output = await run_tool(
-            [tools.keygen, "-t", "rsa", "-s", RSA_BITS, "-f", str(dropbear_key)], env
+            [*tools.keygen, "-t", "rsa", "-s", RSA_BITS, "-f", str(dropbear_key)], env
         )
         public = public_key_line(output)
         await run_tool(
-            [tools.convert, "dropbear", "openssh", str(dropbear_key), str(openssh_key)], env
+            [*tools.convert, "dropbear", "openssh", str(dropbear_key), str(openssh_key)], env
         )
         write_atomically(files.id_container, openssh_key.read_text())
     write_atomically(files.authorized_keys, f"{public}\n")
@@ -152,7 +175,7 @@ async def set_up_user_key(files: SshFiles, tools: Dropbear, env: Mapping[str, st
 
 async def ensure_host_key(files: SshFiles, tools: Dropbear, env: Mapping[str, str]) -> None:
     if not files.host_key.exists():
-        await run_tool([tools.keygen, "-t", "rsa", "-s", RSA_BITS, "-f", str(files.host_key)], env)
+        await run_tool([*tools.keygen, "-t", "rsa", "-s", RSA_BITS, "-f", str(files.host_key)], env)
 
 
 @dataclass(frozen=True)
@@ -259,13 +282,17 @@ async def help_text(argv: Sequence[str], env: Mapping[str, str]) -> str:
 
 
 def sshd_argv(
-    dropbear: str, host_key: Path, ports: Sequence[int], pass_env: bool, allow_root: bool = False
+    dropbear: Sequence[str],
+    host_key: Path,
+    ports: Sequence[int],
+    pass_env: bool,
+    allow_root: bool = False,
 ) -> list[str]:
     """Foreground, log to stderr, no root passwords, no root logins unless ``allow_root``, 15 s
     keepalive, no idle timeout; ``-e`` (dropbear 2022.82+) gives sessions the service's
     environment."""
     no_root = [] if allow_root else ["-w"]
-    argv = [dropbear, "-r", str(host_key), "-E", "-F", "-g", *no_root, "-K", "15", "-I", "0"]
+    argv = [*dropbear, "-r", str(host_key), "-E", "-F", "-g", *no_root, "-K", "15", "-I", "0"]
     if pass_env:
         argv.append("-e")
     for port in ports:
@@ -313,13 +340,19 @@ class IntrinsicServices:
     """The launchers of sshd and ttyd for the service host (boot-time and on request)."""
 
     def __init__(
-        self, files: SshFiles, env: Mapping[str, str], cwd: Path, start_timeout: float
+        self,
+        files: SshFiles,
+        env: Mapping[str, str],
+        cwd: Path,
+        start_timeout: float,
+        agent_bin: Path = AGENT_BIN,
     ) -> None:
         self.files = files
+        self.agent_bin = agent_bin  # where the agent mounts its binaries (/opt/kernel)
         self.runner_env = env  # the runner's own mapping: it changes until the runner is up
         self.cwd = cwd
         self.start_timeout = start_timeout
-        self._usages: dict[tuple[str, str], str] = {}  # (program, help flag) -> usage text
+        self._usages: dict[tuple[str, ...], str] = {}  # (*program, help flag) -> usage text
 
     @property
     def env(self) -> dict[str, str]:
@@ -328,10 +361,11 @@ class IntrinsicServices:
     def launchers(self) -> dict[str, Launcher]:
         return {"sshd": self.sshd, "ttyd": self.ttyd}
 
-    async def documents(self, program: str, help_flag: str, option: str) -> bool:
-        """Whether ``program``'s usage lists ``option``; asked once per program, not per start."""
-        key = (program, help_flag)
-        usage = self._usages.get(key) or await help_text([program, help_flag], self.env)
+    async def documents(self, program: Sequence[str], help_flag: str, option: str) -> bool:
+        """Whether the usage of ``program`` (an argv prefix: ``dropbearmulti dropbear -h``, not
+        ``dropbearmulti -h``) lists ``option``; asked once per program, not per start."""
+        key = (*program, help_flag)
+        usage = self._usages.get(key) or await help_text([*program, help_flag], self.env)
         if usage:  # empty after a timeout: ask again next time
             self._usages[key] = usage
         return lists_option(usage, option)
@@ -341,7 +375,7 @@ class IntrinsicServices:
 
     async def sshd(self, request: ServiceRequest) -> LaunchSpec:
         ports = _ports(request)
-        tools = Dropbear.find(self.env.get("PATH", ""))
+        tools = Dropbear.find(self.env.get("PATH", ""), self.agent_bin)
         await prepare_sshd(self.files, tools, self.env)
         pass_env = await self.documents(tools.server, "-h", "-e")
         allow_root = root_works_here(self.files.home)
@@ -352,9 +386,9 @@ class IntrinsicServices:
         port = _ports(request)[0]
         path = self.env.get("PATH", "")
         ttyd = find_program("ttyd", TTYD_BIN, path)
-        tmux = AGENT_BIN / "tmux"
+        tmux = self.agent_bin / "tmux"
         tmux_path = str(tmux) if os.access(tmux, os.X_OK) else shutil.which("tmux", path=path)
-        writable = await self.documents(ttyd, "--help", "--writable")
+        writable = await self.documents([ttyd], "--help", "--writable")
         return self._spec("ttyd", ttyd_argv(ttyd, port, choose_shell(), tmux_path, writable), port)
 
 

@@ -8,6 +8,11 @@ The agent sends the entry as it validated it::
                  "health_check": {"path": "/health", "max_retries": 10, "max_wait_time": 5.0,
                                   "expected_status_code": 200}}}
 
+The newer agents' fields are read too: ``start_command`` may be one string, run as
+``[shell, "-c", start_command]`` with the service's ``shell`` (default ``bash``), and
+``health_check.interval`` sets the seconds from the start of one probe to the start of the next
+(agent 25.x sends it; without it, a probe starts every ``max_wait_time`` s as before).
+
 The process is the service ``<name>-<port>``, started in ``model_path`` with
 ``BACKEND_MODEL_NAME`` and ``BACKEND_MODEL_PATH`` set and without a port probe.  With a health
 check, a monitor reports every change of its health as ``model-service-status``; without one,
@@ -26,7 +31,7 @@ from typing import Any
 
 from ..protocol import MalformedMessage, decode_json
 from .actions import InvalidAction, PrestartAction, parse_action
-from .definitions import expand_items
+from .definitions import DEFAULT_SHELL, command_argv
 from .errors import ServiceStartError
 from .health import HealthCheck, HealthMonitor, http_probe
 from .host import ServiceHost
@@ -46,10 +51,11 @@ class InvalidModel(ServiceStartError):
 class ModelService:
     name: str
     model_path: Path
-    start_command: tuple[str, ...]
+    start_command: tuple[str, ...] | str  # a str runs as [shell, "-c", start_command]
     port: int
     prestart_actions: tuple[PrestartAction, ...] = ()
     health_check: HealthCheck | None = None
+    shell: str = DEFAULT_SHELL
 
     @property
     def service_name(self) -> str:
@@ -70,8 +76,20 @@ def parse_model(entry: object) -> ModelService | None:
     if not isinstance(service, dict):
         raise InvalidModel(f"{where}: service: expected an object, got {service!r}")
     command = service.get("start_command")
-    if not (command and isinstance(command, list) and all(isinstance(c, str) for c in command)):
-        raise InvalidModel(f"{where}: service.start_command: expected a list of strings")
+    if isinstance(command, str) and command.strip():
+        start_command: tuple[str, ...] | str = command
+    elif command and isinstance(command, list) and all(isinstance(c, str) for c in command):
+        start_command = tuple(command)
+    else:
+        raise InvalidModel(
+            f"{where}: service.start_command: expected a list of strings or a string,"
+            f" got {command!r}"
+        )
+    shell = service.get("shell")
+    if shell is None:
+        shell = DEFAULT_SHELL
+    elif not isinstance(shell, str) or not shell:
+        raise InvalidModel(f"{where}: service.shell: expected a program name, got {shell!r}")
     port = _integer(service, "port", f"{where}: service", default=None, low=1, high=65535)
     try:
         actions = [
@@ -84,10 +102,11 @@ def parse_model(entry: object) -> ModelService | None:
     return ModelService(
         name,
         model_path,
-        tuple(command),
+        start_command,
         port,
         tuple(actions),
         None if check is None else _health_check(check, f"{where}: service.health_check"),
+        shell,
     )
 
 
@@ -115,18 +134,26 @@ def _health_check(check: object, where: str) -> HealthCheck:
     path = check.get("path")
     if not isinstance(path, str):
         raise InvalidModel(f"{where}.path: expected a string, got {path!r}")
-    wait = check.get("max_wait_time")
-    wait = HealthCheck.max_wait_time if wait is None else wait
-    if not isinstance(wait, int | float) or isinstance(wait, bool) or not 0 <= wait < math.inf:
-        raise InvalidModel(f"{where}.max_wait_time: expected seconds >= 0, got {wait!r}")
+    wait = _seconds(check, "max_wait_time", where)
     return HealthCheck(
         path,
         max_retries=_integer(check, "max_retries", where, HealthCheck.max_retries, 1, 10**6),
-        max_wait_time=float(wait),
+        max_wait_time=HealthCheck.max_wait_time if wait is None else wait,
+        interval=_seconds(check, "interval", where),
         expected_status_code=_integer(
             check, "expected_status_code", where, HealthCheck.expected_status_code, 100, 599
         ),
     )
+
+
+def _seconds(data: Mapping[str, Any], key: str, where: str) -> float | None:
+    """A number of seconds >= 0; None if null or absent."""
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value < math.inf:
+        raise InvalidModel(f"{where}.{key}: expected seconds >= 0, got {value!r}")
+    return float(value)
 
 
 class ModelServices:
@@ -136,6 +163,7 @@ class ModelServices:
         self.host = host
         self.report = report
         self.monitors: dict[str, asyncio.Task[None]] = {}
+        host.on_stop(self._unwatch)  # a stopped model is no longer probed nor reported
 
     async def start(self, payload: str) -> dict[str, str] | None:
         """The ``model-service-result`` reply; None for an entry without a service, which the
@@ -150,7 +178,7 @@ class ModelServices:
             return None
         result = await self.host.start_job(model.service_name, lambda: self._launch(model))
         if result.status == "failed" and not self.host.supervisor.is_running(model.service_name):
-            self._unwatch(model)
+            self._unwatch(model.service_name)
         elif result.status == "started" and model.health_check is None:
             await self.report(model.name, True)
         return result.as_reply()
@@ -159,7 +187,9 @@ class ModelServices:
         if not model.model_path.is_dir():
             raise ServiceStartError(f"model_path {model.model_path} is not a directory")
         scope = await self.host.prestart(model.service_name, model.prestart_actions, [model.port])
-        argv = expand_items(model.start_command, scope, "start_command", f"model {model.name}")
+        argv = command_argv(
+            model.start_command, model.shell, scope, "start_command", f"model {model.name}"
+        )
         env = {
             **self.host.child_env(),
             "BACKEND_MODEL_NAME": model.name,
@@ -182,8 +212,8 @@ class ModelServices:
         )
         self.monitors[model.service_name] = asyncio.create_task(monitor.run())
 
-    def _unwatch(self, model: ModelService) -> None:
-        task = self.monitors.pop(model.service_name, None)
+    def _unwatch(self, service_name: str) -> None:
+        task = self.monitors.pop(service_name, None)
         if task is not None:
             task.cancel()
 
