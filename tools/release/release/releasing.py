@@ -8,12 +8,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from release.builds import package
+from release.builds import package_logged
 from release.changelog import build_changelog, ensure_not_folded
 from release.errors import ReleaseError
 from release.gitrepo import Git
+from release.platform_wheels import (
+    MissingWheel,
+    PlatformWheels,
+    SkipReasons,
+    refusal,
+    skip_lines,
+    skip_reasons,
+)
 from release.proc import expand_command, run_streamed
-from release.verify import Expectations, missing_platform_wheels, verify_dist
+from release.verify import Expectations, Findings, Rebuild, verify_dist
 from release.versioning import CalVer, bump, read_version_file, write_version_file
 from release.workspace import Workspace
 from tools.krunner.pins import INPUTS_FILE
@@ -91,18 +99,38 @@ def rolled_back_on_failure(git: Git, version: CalVer) -> Iterator[None]:
 def _release(
     workspace: Workspace, git: Git, version: CalVer, settings: ReleaseSettings, log: Log
 ) -> None:
-    _test_package_verify(workspace, version, settings, log)
+    missing = _test_package_verify(workspace, version, settings, log)
     build_changelog(workspace.root, version, draft=False)
     git.run("add", "--", "VERSION", "CHANGELOG.md")
     git.run("commit", "--quiet", "-m", f"release: {version}")
-    git.run("tag", "--annotate", str(version), "-m", f"Release {version}")
+    git.run("tag", "--annotate", str(version), "-m", tag_message(version, missing))
     log(f"tagged {version}")
+
+
+def tag_message(version: CalVer, missing: Sequence[MissingWheel]) -> str:
+    """`Release VERSION`, and the krunner platform wheels it ships without and why, in the
+    builder's own words: `verify` and `publish` read them back (`reasons_from_tag`)."""
+    message = f"Release {version}"
+    if missing:
+        message += "\n\nReleased without these krunner platform wheels (sdist only):\n"
+        message += "\n".join(skip_lines(missing))
+    return message
+
+
+def reasons_from_tag(git: Git, version: CalVer) -> SkipReasons:
+    """The skip reasons `tag` recorded in the tag VERSION's message; none without the tag."""
+    if not git.tag_exists(str(version)):
+        return {}
+    message = git.run("tag", "--list", "--format=%(contents)", str(version))
+    return skip_reasons(message.splitlines())
 
 
 def _test_package_verify(
     workspace: Workspace, version: CalVer, settings: ReleaseSettings, log: Log
-) -> None:
-    """The whole suite, not only what changed: a release commit touches no source."""
+) -> list[MissingWheel]:
+    """The whole suite, not only what changed: a release commit touches no source.
+
+    Returns the declared krunner platform wheels the release goes without (when allowed)."""
     root = workspace.root
     expected = Expectations.build(version, workspace.distributions(), workspace.requires_python())
     test_command = expand_command(settings.test_command)
@@ -110,20 +138,29 @@ def _test_package_verify(
     run_streamed(test_command, root, "the tests")
     dist_dir = _fresh_dist_dir(root, version)
     log(f"==> packaging into {dist_dir.relative_to(root)}")
-    package(root, settings.package_command, dist_dir, "packaging")
-    problems = verify_dist(dist_dir, expected, settings.wheelhouses)
-    for problem in problems:
+    output = package_logged(root, settings.package_command, dist_dir, "packaging")
+    platform_wheels = PlatformWheels(
+        root / INPUTS_FILE, settings.allow_missing_platform_wheels, skip_reasons(output)
+    )
+    log(f"==> verifying {dist_dir.relative_to(root)}")
+    findings = verify_dist(dist_dir, expected, settings.wheelhouses, None, platform_wheels)
+    check_findings(findings, dist_dir, log)
+    return findings.missing
+
+
+def check_findings(findings: Findings, dist_dir: Path, log: Log) -> None:
+    """Logs each problem and each allowed missing wheel (one line each); refuses on a problem,
+    naming the missing platform wheels and the flag when they are among the problems."""
+    for problem in findings.problems:
         log(problem)
-    if problems:
-        raise ReleaseError(f"verify found {len(problems)} problem(s) in {dist_dir}")
-    missing = missing_platform_wheels(dist_dir, expected.version.canonical, root / INPUTS_FILE)
-    for line in missing:
-        log(line)
-    if missing and not settings.allow_missing_platform_wheels:
-        raise ReleaseError(
-            f"{len(missing)} declared krunner platform wheel(s) missing from {dist_dir} (their"
-            " inputs could not be fetched?); --allow-missing-platform-wheels releases without them"
-        )
+    if findings.missing_allowed:
+        for missing in findings.missing:
+            log(f"releasing without krunner platform wheel {missing.line()}")
+    if findings.problems:
+        message = f"verify found {len(findings.problems)} problem(s) in {dist_dir}"
+        if findings.refused_missing:
+            message += f"; {refusal(findings.refused_missing)}"
+        raise ReleaseError(message)
 
 
 def release_dist_dir(root: Path, version: CalVer) -> Path:
@@ -139,3 +176,20 @@ def _fresh_dist_dir(root: Path, version: CalVer) -> Path:
     shutil.rmtree(dist_dir, ignore_errors=True)
     dist_dir.mkdir(parents=True)
     return dist_dir
+
+
+def verify_release(
+    workspace: Workspace,
+    version: CalVer,
+    dist_dir: Path,
+    wheelhouses: Sequence[Path],
+    rebuild: Rebuild | None,
+    allow_missing_platform_wheels: bool,
+) -> Findings:
+    """`verify` of a directory built earlier: the skip reasons come from the tag's message."""
+    expected = Expectations.build(version, workspace.distributions(), workspace.requires_python())
+    reasons = reasons_from_tag(Git(workspace.root), version)
+    platform_wheels = PlatformWheels(
+        workspace.root / INPUTS_FILE, allow_missing_platform_wheels, reasons
+    )
+    return verify_dist(dist_dir, expected, wheelhouses, rebuild, platform_wheels)
