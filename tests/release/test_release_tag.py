@@ -28,7 +28,7 @@ def test_tag_releases_the_committed_version(repo: Repo) -> None:
     assert result.exit_code == 0, result.output
     assert result.stdout == (
         "released 24.03.4rc1; artifacts in dist/release-24.03.4rc1;"
-        " push with `git push --follow-tags`\n"
+        " next: `publish` (upload) and `push`\n"
     )
     assert repo.git("log", "-1", "--format=%s") == "release: 24.03.4rc1"
     assert repo.git("cat-file", "-t", "24.03.4rc1") == "tag"  # annotated

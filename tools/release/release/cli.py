@@ -8,6 +8,7 @@ and exit status 1.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +19,26 @@ import click
 from release.changelog import build_changelog
 from release.diffing import diff_report, resolve_side
 from release.errors import ReleaseError
+from release.gitrepo import Git
 from release.platform_wheels import refusal
-from release.releasing import ReleaseSettings, release_dist_dir, tag_release, verify_release
+from release.publish import (
+    DEFAULT_DEPS_INDEX,
+    Index,
+    install_check,
+    plan,
+    publish_files,
+    pypirc_path,
+    release_artifacts,
+)
+from release.releasing import (
+    ReleaseSettings,
+    check_findings,
+    ensure_at_release_tag,
+    push_release,
+    release_dist_dir,
+    tag_release,
+    verify_release,
+)
 from release.verify import Rebuild
 from release.versioning import KINDS, bump_to, read_version_file, write_version_file
 from release.versioning import bump as bump_version
@@ -163,7 +182,7 @@ def _release(options: Options, kind: str | None, settings: ReleaseSettings) -> N
     workspace = options.workspace()
     version = tag_release(workspace, settings, _log, kind)
     artifacts = release_dist_dir(workspace.root, version).relative_to(workspace.root)
-    click.echo(f"released {version}; artifacts in {artifacts}; push with `git push --follow-tags`")
+    click.echo(f"released {version}; artifacts in {artifacts}; next: `publish` (upload) and `push`")
 
 
 def _log(message: str) -> None:
@@ -244,6 +263,86 @@ def verify(
         raise SystemExit(1)
     count = len(workspace.distributions())
     click.echo(f"{directory}: {count} distributions at {version.canonical} verified")
+
+
+@cli.command()
+@click.argument("dist_dir", required=False, type=click.Path(path_type=Path))
+@click.option("--repository", metavar="NAME", help="A ~/.pypirc section (twine's --repository).")
+@click.option("--repository-url", metavar="URL", help="The index's upload URL.")
+@click.option(
+    "--index-url",
+    metavar="URL",
+    help="The index's simple page, if not the default for the upload URL (URL/simple/; PyPI's"
+    " and TestPyPI's own).",
+)
+@click.option(
+    "--deps-index-url",
+    metavar="URL",
+    default=DEFAULT_DEPS_INDEX,
+    show_default=True,
+    envvar="RELEASE_DEPS_INDEX_URL",
+    help="Where the install check takes third-party dependencies from.",
+)
+@_allow_missing_option
+@click.option("--dry-run", is_flag=True, help="Print what would be uploaded and skipped only.")
+@click.pass_obj
+def publish(
+    options: Options,
+    dist_dir: Path | None,
+    repository: str | None,
+    repository_url: str | None,
+    index_url: str | None,
+    deps_index_url: str,
+    allow_missing_platform_wheels: bool,
+    dry_run: bool,
+) -> None:
+    """Upload DIST_DIR (default dist/release-VERSION) to an index with twine, then install it
+    from there into a fresh virtualenv.
+
+    Only from the commit of the tag VERSION with a clean tree, and only if verify passes. Files
+    the index has with the same sha256 are skipped (a publish that stopped halfway finishes on
+    the next run); one it has with another sha256 stops everything before any upload.
+    Credentials: twine's (TWINE_USERNAME/TWINE_PASSWORD, keyring, ~/.pypirc).
+    """
+    workspace = options.workspace()
+    version = read_version_file(workspace.version_file)
+    index = Index.choose(repository, repository_url, index_url, pypirc_path(os.environ))
+    directory = dist_dir or release_dist_dir(workspace.root, version)
+    ensure_at_release_tag(Git(workspace.root), version)
+    _log(f"==> verifying {directory}")
+    findings = verify_release(
+        workspace, version, directory, (), None, allow_missing_platform_wheels
+    )
+    check_findings(findings, directory, _log)
+    artifacts = release_artifacts(directory)
+    _log(f"==> {'planning' if dry_run else 'publishing'} {version} to {index.upload_url}")
+    steps = publish_files(artifacts, index, dry_run=dry_run, log=_log)
+    uploads = sum(step.action == "upload" for step in steps)
+    if dry_run:
+        click.echo(
+            f"dry run: would upload {uploads} and skip {len(steps) - uploads} file(s) of"
+            f" {version} to {index.upload_url}; nothing changed"
+        )
+        return
+    for step in plan(artifacts, index):  # every file is on the index now, byte for byte
+        click.echo(f"{step.artifact.path.name} {step.url}")
+    _log(f"==> installing {version.canonical} from {index.simple_url}")
+    install_check(artifacts, version, index, deps_index_url, _log)
+    click.echo(
+        f"published {version}: {uploads} uploaded, {len(steps) - uploads} already there;"
+        f" installed from {index.simple_url} and ran"
+    )
+
+
+@cli.command()
+@click.pass_obj
+def push(options: Options) -> None:
+    """Push the release commit and the tag VERSION to the branch's remote (atomically); refuses
+    when the remote has that tag at another commit."""
+    workspace = options.workspace()
+    version = read_version_file(workspace.version_file)
+    remote = push_release(Git(workspace.root), version, _log)
+    click.echo(f"pushed {version} to {remote}")
 
 
 @cli.command()

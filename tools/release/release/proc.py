@@ -94,7 +94,8 @@ def python_module_env() -> dict[str, str]:
     Inside a PEX the dependencies are on sys.path only, not in the interpreter's site-packages.
     """
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(entry for entry in sys.path if entry)
+    # Absolute: the module may run in another directory.
+    env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(entry) for entry in sys.path if entry)
     return env
 
 

@@ -193,3 +193,53 @@ def verify_release(
         workspace.root / INPUTS_FILE, allow_missing_platform_wheels, reasons
     )
     return verify_dist(dist_dir, expected, wheelhouses, rebuild, platform_wheels)
+
+
+def ensure_at_release_tag(git: Git, version: CalVer) -> None:
+    """Only the tagged commit, from a clean tree, is ever published or pushed."""
+    tagged = git.commit_of(f"refs/tags/{version}")
+    if tagged is None:
+        raise ReleaseError(f"there is no tag {version}; cut or tag the release first")
+    head = git.head()
+    if head != tagged:
+        raise ReleaseError(
+            f"HEAD ({head[:12]}) is not the commit of the tag {version} ({tagged[:12]});"
+            f" check out {version} first"
+        )
+    dirty = git.changed_paths()
+    if dirty:
+        raise ReleaseError(
+            f"the working tree is not clean ({len(dirty)} changed or untracked paths,"
+            f" e.g. {dirty[0]})"
+        )
+
+
+def push_release(git: Git, version: CalVer, log: Log) -> str:
+    """Pushes the release commit to the branch's upstream and the tag to the same remote,
+    atomically; refuses when the remote has the tag at another commit. Returns the remote."""
+    ensure_at_release_tag(git, version)
+    branch = git.branch()
+    if branch is None:
+        raise ReleaseError("HEAD is detached; check out the release branch (at the tag) first")
+    remote = git.config(f"branch.{branch}.remote")
+    merge = git.config(f"branch.{branch}.merge")
+    if remote is None or merge is None:
+        raise ReleaseError(
+            f"{branch} has no upstream; set one (git branch --set-upstream-to REMOTE/BRANCH)"
+        )
+    tag_ref = f"refs/tags/{version}"
+    listing = git.run("ls-remote", "--tags", remote, tag_ref, f"{tag_ref}^{{}}")
+    remote_refs: dict[str, str] = {}
+    for line in listing.splitlines():
+        commit, _, ref = line.partition("\t")
+        remote_refs[ref] = commit
+    theirs = remote_refs.get(f"{tag_ref}^{{}}") or remote_refs.get(tag_ref)
+    ours = git.head()
+    if theirs is not None and theirs != ours:
+        raise ReleaseError(
+            f"{remote} already has the tag {version} at {theirs[:12]}, not at the release"
+            f" commit {ours[:12]}: refusing to push"
+        )
+    git.run("push", "--atomic", "--quiet", remote, f"HEAD:{merge}", f"{tag_ref}:{tag_ref}")
+    log(f"pushed {branch} and the tag {version} to {remote}")
+    return remote
