@@ -155,11 +155,11 @@ def index_files(simple_url: str, project: str) -> dict[str, IndexFile]:
         reason = getattr(error, "reason", error)
         raise ReleaseError(f"cannot read {page_url}: {reason}") from None
     if "json" in content_type:
-        return _json_files(body, final_url)
-    return _html_files(body.decode("utf-8", "replace"), final_url)
+        return json_files(body, final_url)
+    return html_files(body.decode("utf-8", "replace"), final_url)
 
 
-def _json_files(body: bytes, page_url: str) -> dict[str, IndexFile]:
+def json_files(body: bytes, page_url: str) -> dict[str, IndexFile]:
     try:
         files = json.loads(body)["files"]
         return {
@@ -174,7 +174,7 @@ def _json_files(body: bytes, page_url: str) -> dict[str, IndexFile]:
         raise ReleaseError(f"{page_url}: not a PEP 691 simple page: {error}") from None
 
 
-def _html_files(body: str, page_url: str) -> dict[str, IndexFile]:
+def html_files(body: str, page_url: str) -> dict[str, IndexFile]:
     parser = _Links()
     parser.feed(body)
     found = {}
@@ -286,11 +286,11 @@ def upload(step: Step, index: Index) -> None:
     if result.returncode != 0:
         raise ReleaseError(
             f"uploading {step.artifact.path.name} to {index.upload_url} failed:"
-            f" {_twine_error(result.stdout + result.stderr)}"
+            f" {twine_error(result.stdout + result.stderr)}"
         )
 
 
-def _twine_error(output: str) -> str:
+def twine_error(output: str) -> str:
     """twine's first ERROR message with its continuation lines, as one line."""
     lines = output.splitlines()
     start = next((i for i, line in enumerate(lines) if line.startswith("ERROR")), None)
