@@ -324,7 +324,11 @@ def publish(
             f" {version} to {index.upload_url}; nothing changed"
         )
         return
-    for step in plan(artifacts, index):  # every file is on the index now, byte for byte
+    for step in plan(artifacts, index):  # every file must be on the index now, byte for byte
+        if step.action != "skip":
+            raise ReleaseError(
+                f"{step.artifact.path.name} is not on {index.simple_url} after uploading"
+            )
         click.echo(f"{step.artifact.path.name} {step.url}")
     _log(f"==> installing {version.canonical} from {index.simple_url}")
     install_check(artifacts, version, index, deps_index_url, _log)
