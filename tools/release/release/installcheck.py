@@ -23,7 +23,7 @@ from release.proc import ModuleCommand, python_module, run_unchecked
 def check_install(wheels: Mapping[Artifact, Contents], wheelhouses: Sequence[Path]) -> list[str]:
     modules = sorted({m for contents in wheels.values() for m in importable_modules(contents)})
     with tempfile.TemporaryDirectory(prefix="release-verify-") as scratch:
-        python, pip = _make_venv(Path(scratch) / "venv")
+        python, pip = make_venv(Path(scratch) / "venv")
         failure = _pip_install(pip, [w.path for w in wheels], wheelhouses)
         if failure:
             return [f"the wheels do not install together: {failure}"]
@@ -45,18 +45,22 @@ def _is_installed_source(path: str) -> bool:
     return path.endswith(".py") and not top.endswith((".dist-info", ".data"))
 
 
-def _make_venv(directory: Path) -> tuple[Path, ModuleCommand]:
+def make_venv(directory: Path, *, own_pip: bool | None = None) -> tuple[Path, ModuleCommand]:
     """The new environment's interpreter and a pip command that installs into it.
 
-    Seeding pip into every new venv takes seconds; our own pip can target it (`--python`).
+    Seeding pip into every new venv takes seconds; our own pip can target it (`--python`),
+    unless `own_pip=False`: our pip runs with our import path, so it sees our packages as
+    installed, and an install that must resolve dependencies needs the venv's own pip.
     """
-    own_pip = importlib.util.find_spec("pip") is not None
+    if own_pip is None:
+        own_pip = importlib.util.find_spec("pip") is not None
     venv.EnvBuilder(with_pip=not own_pip, clear=True).create(directory)
     python = directory / "bin" / "python"
     pip = python_module("pip")
     if own_pip:
         return python, pip._replace(argv=[*pip.argv, "--python", str(python)])
-    return python, pip._replace(argv=[str(python), "-m", "pip"])
+    clean = {k: v for k, v in pip.env.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    return python, ModuleCommand([str(python), "-m", "pip"], clean)
 
 
 def _pip_install(

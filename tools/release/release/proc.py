@@ -42,17 +42,33 @@ def run_captured(
     return result.stdout
 
 
-def run_streamed(command: Sequence[str], cwd: Path, what: str) -> None:
-    """Runs a long command (tests, builds) with its output going straight to the terminal.
+def run_streamed(command: Sequence[str], cwd: Path, what: str) -> list[str]:
+    """Runs a long command (tests, builds) with its output going straight to the terminal, and
+    returns that output's lines (stdout and stderr together), for what the caller looks for.
 
-    Its stdout goes to our stderr: our stdout carries only reports (diff, verify, changelog).
+    Its output goes to our stderr: our stdout carries only reports (diff, verify, changelog).
     """
+    lines: list[str] = []
     try:
-        returncode = subprocess.run(list(command), cwd=cwd, stdout=2, check=False).returncode
+        with subprocess.Popen(
+            list(command),
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+        ) as child:
+            assert child.stdout is not None
+            for line in child.stdout:
+                sys.stderr.write(line)
+                sys.stderr.flush()
+                lines.append(line.rstrip("\n"))
+            returncode = child.wait()
     except OSError as error:
         raise ReleaseError(f"{what}: cannot run {command[0]}: {error.strerror}") from None
     if returncode != 0:
         raise ReleaseError(f"{what} failed (exit {returncode}): {shlex.join(command)}")
+    return lines
 
 
 def _last_line(result: subprocess.CompletedProcess[str]) -> str:
@@ -78,7 +94,8 @@ def python_module_env() -> dict[str, str]:
     Inside a PEX the dependencies are on sys.path only, not in the interpreter's site-packages.
     """
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(entry for entry in sys.path if entry)
+    # Absolute: the module may run in another directory.
+    env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(entry) for entry in sys.path if entry)
     return env
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import tempfile
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
@@ -18,16 +18,28 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.tags import sys_tags
 from packaging.utils import NormalizedName, canonicalize_name
 
-from release.artifacts import Artifact, Contents, list_artifacts, read_contents, read_metadata
+from release.artifacts import (
+    Artifact,
+    Contents,
+    list_artifacts,
+    parse_artifact,
+    read_contents,
+    read_metadata,
+)
 from release.builds import package
 from release.errors import ReleaseError
 from release.fileio import sha256_file
 from release.installcheck import check_install
+from release.platform_wheels import (
+    MissingWheel,
+    PlatformWheels,
+    declared_wheels,
+    missing_wheels,
+)
 from release.proc import python_module, run_unchecked
 from release.versioning import CalVer
 from tools.krunner.envcheck import check_environment
-from tools.krunner.pins import ARCHES, Inputs, load_inputs
-from tools.krunner.platform_wheel import wheel_filename
+from tools.krunner.pins import Inputs, load_inputs
 
 FIRST_PARTY_PREFIX = "backend-ai-"
 _ARCH = re.compile(r"(x86_64|amd64|aarch64|arm64)$")
@@ -73,14 +85,41 @@ class Rebuild:
     command: str
 
 
+@dataclass(frozen=True)
+class Findings:
+    """What `verify` found: problems (any one refuses the release), and the declared krunner
+    platform wheels that are missing (a problem unless they are allowed to be)."""
+
+    problems: list[str]
+    missing: list[MissingWheel]
+    missing_allowed: bool
+
+    @property
+    def refused_missing(self) -> list[MissingWheel]:
+        return [] if self.missing_allowed else self.missing
+
+
 def verify_dist(
     dist_dir: Path,
     expected: Expectations,
     wheelhouses: Sequence[Path],
     rebuild: Rebuild | None = None,
-) -> list[str]:
+    platform_wheels: PlatformWheels | None = None,
+) -> Findings:
+    problems = check_entries(dist_dir)
     release, others = expected.partition(list_artifacts(dist_dir))
-    problems = check_inventory(release, others, expected)
+    declared = []
+    if platform_wheels is not None:
+        declared = declared_wheels(
+            platform_wheels.inputs_file, expected.version.canonical, expected.distributions
+        )
+    # A krunner distribution's wheels are its platform wheels: checked as declared ones below.
+    problems += check_inventory(release, others, expected, {w.project for w in declared})
+    reasons = platform_wheels.reasons if platform_wheels is not None else None
+    missing = missing_wheels(dist_dir, declared, reasons)
+    allowed = platform_wheels is not None and platform_wheels.allow_missing
+    if not allowed:
+        problems += [f"missing krunner platform wheel {m.line()}" for m in missing]
     contents: dict[Artifact, Contents] = {}
     for artifact in release:
         try:
@@ -96,6 +135,20 @@ def verify_dist(
         problems += check_install(installable, wheelhouses)
     if rebuild is not None:
         problems += check_reproducible(rebuild.root, release, rebuild.command)
+    return Findings(problems, missing, allowed)
+
+
+def check_entries(dist_dir: Path) -> list[str]:
+    """A release directory holds sdists and wheels only: anything else would not ship, or would
+    ship by accident."""
+    if not dist_dir.is_dir():
+        raise ReleaseError(f"dist directory {dist_dir} does not exist")
+    problems = []
+    for path in sorted(dist_dir.iterdir()):
+        if path.is_dir():
+            problems.append(f"{path.name}/: a directory; a release directory holds only files")
+        elif not path.is_file() or parse_artifact(path) is None:
+            problems.append(f"{path.name}: not an sdist or a wheel; remove it from {dist_dir}")
     return problems
 
 
@@ -111,18 +164,23 @@ def installable_here(wheels: Mapping[Artifact, Contents]) -> dict[Artifact, Cont
 
 
 def check_inventory(
-    release: Sequence[Artifact], others: Sequence[Artifact], expected: Expectations
+    release: Sequence[Artifact],
+    others: Sequence[Artifact],
+    expected: Expectations,
+    platform_projects: Collection[NormalizedName] = (),
 ) -> list[str]:
-    """One sdist and at least one wheel (at most one per platform) of each distribution."""
+    """One sdist and at least one wheel (at most one per platform) of each distribution; a
+    distribution in `platform_projects` may have no wheel (its wheels are checked as declared
+    platform wheels)."""
     problems = [_stray_artifact(a, expected) for a in others]
     canonical = expected.version.canonical
     for name, project in sorted(expected.distributions.items()):
         sdists = [a for a in release if a.name == name and a.kind == "sdist"]
         if len(sdists) != 1:
             problems.append(f"{project}: expected one sdist at {canonical}, found {len(sdists)}")
-        problems += _check_wheel_count(
-            project, [a for a in release if a.name == name and a.kind == "wheel"], canonical
-        )
+        wheels = [a for a in release if a.name == name and a.kind == "wheel"]
+        if wheels or name not in platform_projects:
+            problems += _check_wheel_count(project, wheels, canonical)
         for sdist in sdists:
             problems += _check_sdist_name(sdist, canonical)
     return problems
@@ -262,23 +320,6 @@ def check_krunner_environments(
                 for problem in check_environment(data, platform, minor, pins, contents.data)
             ]
     return problems
-
-
-def missing_platform_wheels(dist_dir: Path, canonical: str, inputs_file: Path) -> list[str]:
-    """The krunner platform wheels the workspace's inputs.toml declares but `dist_dir` lacks
-    (one line each); a workspace without the file declares none."""
-    if not inputs_file.is_file():
-        return []
-    inputs = load_inputs(inputs_file)
-    present = {path.name for path in dist_dir.glob("*.whl")}
-    missing = []
-    for key, distro in sorted(inputs.distros.items()):
-        project = "backend.ai-krunner-" + distro.package.replace("_", "-")
-        for arch in ARCHES:
-            name = wheel_filename(project, canonical, distro.platform_tag(arch))
-            if name not in present:
-                missing.append(f"missing platform wheel {name} ({key}, {arch})")
-    return missing
 
 
 def _arch(platform: str) -> str | None:
