@@ -329,6 +329,7 @@ def test_push_sends_the_release_commit_and_the_tag(release: Repo, tmp_path: Path
     result = release.invoke("push")
     assert result.exit_code == 0, result.output
     assert result.stdout == f"pushed {WORKSPACE_VERSION} to origin\n"
+    assert result.stderr == ""  # said once, not again as a log line
     head = release.git("rev-parse", "HEAD")
     show = ["git", "--git-dir", str(remote), "rev-parse"]
     assert (

@@ -345,7 +345,7 @@ def push(options: Options) -> None:
     when the remote has that tag at another commit."""
     workspace = options.workspace()
     version = read_version_file(workspace.version_file)
-    remote = push_release(Git(workspace.root), version, _log)
+    remote = push_release(Git(workspace.root), version)
     click.echo(f"pushed {version} to {remote}")
 
 

@@ -214,7 +214,7 @@ def ensure_at_release_tag(git: Git, version: CalVer) -> None:
         )
 
 
-def push_release(git: Git, version: CalVer, log: Log) -> str:
+def push_release(git: Git, version: CalVer) -> str:
     """Pushes the release commit to the branch's upstream and the tag to the same remote,
     atomically; refuses when the remote has the tag at another commit. Returns the remote."""
     ensure_at_release_tag(git, version)
@@ -241,5 +241,4 @@ def push_release(git: Git, version: CalVer, log: Log) -> str:
             f" commit {ours[:12]}: refusing to push"
         )
     git.run("push", "--atomic", "--quiet", remote, f"HEAD:{merge}", f"{tag_ref}:{tag_ref}")
-    log(f"pushed {branch} and the tag {version} to {remote}")
     return remote
