@@ -10,6 +10,7 @@ from DIR (still --no-index) and every import must succeed.
 from __future__ import annotations
 
 import importlib.util
+import os
 import tempfile
 import venv
 from collections.abc import Mapping, Sequence
@@ -17,7 +18,7 @@ from importlib import resources
 from pathlib import Path, PurePosixPath
 
 from release.artifacts import Artifact, Contents
-from release.proc import ModuleCommand, python_module, run_unchecked
+from release.proc import ModuleCommand, run_unchecked
 
 
 def check_install(wheels: Mapping[Artifact, Contents], wheelhouses: Sequence[Path]) -> list[str]:
@@ -45,22 +46,21 @@ def _is_installed_source(path: str) -> bool:
     return path.endswith(".py") and not top.endswith((".dist-info", ".data"))
 
 
-def make_venv(directory: Path, *, own_pip: bool | None = None) -> tuple[Path, ModuleCommand]:
+def make_venv(directory: Path) -> tuple[Path, ModuleCommand]:
     """The new environment's interpreter and a pip command that installs into it.
 
-    Seeding pip into every new venv takes seconds; our own pip can target it (`--python`),
-    unless `own_pip=False`: our pip runs with our import path, so it sees our packages as
-    installed, and an install that must resolve dependencies needs the venv's own pip.
+    Seeding pip into every new venv takes seconds, so where this tool has pip, pip's own runner
+    script runs it on the new interpreter (as `pip --python` does). Our import path is not
+    passed on: pip would count what is on it as installed in the venv.
     """
-    if own_pip is None:
-        own_pip = importlib.util.find_spec("pip") is not None
-    venv.EnvBuilder(with_pip=not own_pip, clear=True).create(directory)
+    own_pip = importlib.util.find_spec("pip")
+    venv.EnvBuilder(with_pip=own_pip is None, clear=True).create(directory)
     python = directory / "bin" / "python"
-    pip = python_module("pip")
-    if own_pip:
-        return python, pip._replace(argv=[*pip.argv, "--python", str(python)])
-    clean = {k: v for k, v in pip.env.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    return python, ModuleCommand([str(python), "-m", "pip"], clean)
+    clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    if own_pip is None or own_pip.origin is None:
+        return python, ModuleCommand([str(python), "-m", "pip"], clean)
+    runner = Path(own_pip.origin).parent / "__pip-runner__.py"
+    return python, ModuleCommand([str(python), str(runner)], clean)
 
 
 def _pip_install(

@@ -340,7 +340,7 @@ def install_check(
     wanted = [f"{p}{EXTRAS.get(p, '')}=={version.canonical}" for p in projects]
     modules = sorted({m for a in artifacts if a.kind == "sdist" for m in _sdist_modules(a)})
     with tempfile.TemporaryDirectory(prefix="release-publish-") as scratch:
-        python, pip = make_venv(Path(scratch) / "venv", own_pip=False)
+        python, pip = make_venv(Path(scratch) / "venv")
         report = Path(scratch) / "report.json"
         command = [
             *pip.argv,
