@@ -140,11 +140,17 @@ def choose_runner(tmp_factory: pytest.TempPathFactory) -> RunnerChoice:
         return RunnerChoice("new", python, env, "BACKEND_KERNEL_PYTHON")
     # A wheel Pants built for this test (runtime_package_dependencies) is in a test sandbox.
     if wheel := wheels_by_project(Path.cwd()).get("backend-ai-kernel"):
-        env.pop("PYTHONPATH", None)  # the runner must come from the wheel alone
-        venv = tmp_factory.mktemp("runner-venv") / "venv"
-        python = str(create_venv_with_wheels(venv, [wheel]))
-        return RunnerChoice("new", python, env, f"built wheel {wheel.name}")
+        return wheel_runner(wheel, tmp_factory.mktemp("runner-venv") / "venv")
     return RunnerChoice("new", sys.executable, env, "sys.executable")
+
+
+def wheel_runner(wheel: Path, venv: Path) -> RunnerChoice:
+    """This repository's runner installed from ``wheel`` into a new virtualenv ``venv`` (also
+    the benchmark's, tools/benchmark/benchmark/agent_services.py)."""
+    env = _base_child_env()
+    env.pop("PYTHONPATH", None)  # the runner must come from the wheel alone
+    python = str(create_venv_with_wheels(venv, [wheel]))
+    return RunnerChoice("new", python, env, f"built wheel {wheel.name}")
 
 
 def _unavailable(reason: str) -> None:
@@ -417,6 +423,23 @@ class AgentSession:
     def notify_event(self, type_: str, data: Mapping[str, Any] | None = None) -> None:
         self.run(self.kernel.notify_event(AgentEventData(type_, dict(data or {}))))
 
+    def set_service_ports(self, ports: Mapping[str, int]) -> None:
+        """The kernel's service ports, one http port per name, as the agent lists them (its
+        ``start_service`` looks the port up there)."""
+        self.kernel.service_ports = cast(
+            Any,
+            [
+                {
+                    "name": name,
+                    "protocol": "http",
+                    "container_ports": [port],
+                    "host_ports": [None],
+                    "is_inference": False,
+                }
+                for name, port in ports.items()
+            ],
+        )
+
     def stop(self) -> None:
         """Close the agent's sockets, then stop the runner and what it started."""
         try:
@@ -481,14 +504,16 @@ def checked_runner_choice(tmp_factory: pytest.TempPathFactory) -> RunnerChoice:
     return choice
 
 
-def runner_command_for(choice: RunnerChoice, tmp: Path) -> RunnerCommand:
+def runner_command_for(choice: RunnerChoice, tmp: Path, *runner_args: str) -> RunnerCommand:
+    """The runner's command; ``runner_args`` (e.g. ``--service-def-dir DIR``) go to this
+    repository's runner only."""
     if choice.flavour == "upstream":
         return upstream_runner_command(choice)
     # RUNTIME_PATH, as the agent gives it: user code and the Jupyter kernel run on it.
     env = python_kernelspec(tmp, choice.env)
     bin_dir = str(agent_bin_dir(tmp))
     return local_runner_command(
-        choice.python, tmp, env, "--agent-bin-dir", bin_dir, "python", choice.python
+        choice.python, tmp, env, "--agent-bin-dir", bin_dir, *runner_args, "python", choice.python
     )
 
 

@@ -12,7 +12,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
@@ -177,19 +177,7 @@ def services(
     ports = dict(zip(defs, free_ports(len(defs)), strict=True))
     session = open_session(agent_loop, command, tmp)
     try:
-        session.kernel.service_ports = cast(
-            Any,
-            [
-                {
-                    "name": name,
-                    "protocol": "http",
-                    "container_ports": [port],
-                    "host_ports": [None],
-                    "is_inference": False,
-                }
-                for name, port in ports.items()
-            ],
-        )
+        session.set_service_ports(ports)
         yield ServiceKernel(session, tmp, ports)
     finally:
         session.stop()  # the agent's sockets, then the runner and its services

@@ -139,10 +139,10 @@ def test_sshd_runs_every_dropbear_program_through_dropbearmulti(tmp_path: Path) 
     multi = executable(agent_bin / "dropbearmulti", FAKE_MULTI)
     files = ssh_files(tmp_path)
     env = {"PATH": "/usr/bin:/bin"}
-    services = IntrinsicServices(files, env, tmp_path, 5.0, agent_bin)
+    services = IntrinsicServices(files, env, agent_bin)
     spec = asyncio.run(services.sshd(ServiceRequest("sshd", 2200)))
-    assert list(spec.argv[:2]) == [str(multi), "dropbear"]
-    assert "-e" in spec.argv  # the usage probe asked `dropbearmulti dropbear -h`
+    assert list(spec.command[:2]) == [str(multi), "dropbear"]
+    assert "-e" in spec.command  # the usage probe asked `dropbearmulti dropbear -h`
     calls = (agent_bin / "calls").read_text().splitlines()
     assert [call.split()[0] for call in calls] == [
         "dropbearkey",
@@ -211,7 +211,7 @@ def test_a_programs_usage_is_asked_once_and_sees_the_runners_later_environment(
         tmp_path / "ttyd", f'#!/bin/sh\necho "$LATE" >> {calls}\necho "  -W, --writable"\n'
     )
     runner_env = {"PATH": os.environ["PATH"]}
-    services = IntrinsicServices(ssh_files(tmp_path), runner_env, tmp_path, 5.0)
+    services = IntrinsicServices(ssh_files(tmp_path), runner_env)
     runner_env["LATE"] = "set after construction"
 
     async def ask_twice() -> list[bool]:

@@ -61,7 +61,8 @@ def test_parse_model_without_a_service_is_nothing_to_start() -> None:
         ([], "model entry: expected an object, got list"),
         ({"model_path": "/m"}, "model entry: name: expected a non-empty string, got None"),
         (entry(port=0), "model m: service.port: expected an integer in 1..65535, got 0"),
-        (entry(start_command=" "), "model m: service.start_command: expected a list of"),
+        (entry(start_command=" "), "model m: service.start_command: expected a non-empty string"),
+        (entry(start_command=[]), "model m: service.start_command: expected a list of strings"),
         (entry(start_command=["serve"], shell=3), "model m: service.shell: expected a program"),
         (
             entry(health_check={"path": "/h", "interval": "10"}),

@@ -11,14 +11,9 @@ from typing import Any
 import pytest
 
 from ai.backend.kernel.services.actions import parse_action, run_prestart_actions
-from ai.backend.kernel.services.definitions import (
-    ServiceDefinition,
-    build_argv,
-    build_env,
-    check_options,
-    load_catalog,
-)
+from ai.backend.kernel.services.definitions import ServiceDefinition, check_options, load_catalog
 from ai.backend.kernel.services.errors import ServiceStartError
+from ai.backend.kernel.services.spec import build_argv, build_env
 from ai.backend.kernel.services.templates import TemplateError, expand
 from tests.support.processes import pid_is_running, wait_until_async
 from tests.support.service_programs import write_definitions
@@ -172,7 +167,7 @@ def test_argv_defaults_updated_by_user_and_typed_values_kept() -> None:
             "--bare": None,
         },
     )
-    argv = build_argv(d, {"ports": [9]}, {"--auth": "password"})
+    argv = build_argv(d.spec(arguments={"--auth": "password"}), {"ports": [9]})
     assert argv == [
         "prog",
         "9",
@@ -199,7 +194,7 @@ def test_newer_dialect_string_command_with_shell_and_templated_defaults(tmp_path
     assert catalog.problems == {}
     d = catalog.definitions["web"]
     variables = {"ports": [55341], "runtime_path": "/py"}
-    assert build_argv(d, variables, {}) == [
+    assert build_argv(d.spec(), variables) == [
         "sh",
         "-c",
         "exec web --port 55341 --root /py",
@@ -210,24 +205,27 @@ def test_newer_dialect_string_command_with_shell_and_templated_defaults(tmp_path
         "$HOME",
     ]
     # The user's arguments are passed as given, never expanded.
-    assert build_argv(d, variables, {"--marker": "{ports[0]}"})[3:5] == ["--marker", "{ports[0]}"]
+    assert build_argv(d.spec(arguments={"--marker": "{ports[0]}"}), variables)[3:5] == [
+        "--marker",
+        "{ports[0]}",
+    ]
 
 
 def test_string_command_shell_defaults_to_bash_and_errors_name_the_field() -> None:
     d = definition(command="serve {nope}")
     assert d.shell == "bash"
     with pytest.raises(TemplateError) as e:
-        build_argv(d, {"ports": [1]}, {})
+        build_argv(d.spec(), {"ports": [1]})
     assert str(e.value).startswith("command of svc: unknown variable {nope}")
     bad_default = definition(command=("p",), default_arguments={"--x": ["ok", "{nope}"]})
     with pytest.raises(TemplateError) as e:
-        build_argv(bad_default, {"ports": [1]}, {})
+        build_argv(bad_default.spec(), {"ports": [1]})
     assert str(e.value).startswith("default_arguments[--x][1] of svc: unknown variable {nope}")
 
 
 def test_users_envs_win_over_the_definitions_env_as_under_24_3() -> None:
     d = definition(command=("p",), env={"PASSWORD": "from-definition"})
-    env = build_env(d, {"ports": [7]}, {"PASSWORD": "from-user"}, {})
+    env = build_env(d.spec(envs={"PASSWORD": "from-user"}), {"ports": [7]}, {})
     assert env["PASSWORD"] == "from-user"
 
 
@@ -257,7 +255,7 @@ def test_user_options_are_checked(
 def test_env_expanded_user_added_and_krunner_libs_dropped() -> None:
     d = definition(command=("p",), env={"PORT_{ports[0]}": "{ports[0]}", "RAW": "$HOME"})
     base = {"LD_LIBRARY_PATH": "/opt/backend.ai/lib:/usr/lib", "HOME": "/h"}
-    env = build_env(d, {"ports": [7]}, {"PASSWORD": "pw"}, base)
+    env = build_env(d.spec(envs={"PASSWORD": "pw"}), {"ports": [7]}, base)
     assert env == {
         "LD_LIBRARY_PATH": "/usr/lib",
         "HOME": "/h",

@@ -16,6 +16,7 @@ import pytest
 from ai.backend.kernel.services import supervisor as supervisor_module
 from ai.backend.kernel.services.definitions import Catalog
 from ai.backend.kernel.services.host import ServiceHost, ServiceRequest
+from ai.backend.kernel.services.spec import ServiceSpec
 from ai.backend.kernel.services.supervisor import LaunchSpec, ServiceSupervisor, StartResult
 from tests.support.processes import free_ports, pid_is_running
 
@@ -93,14 +94,15 @@ def test_a_start_after_the_port_opened_is_running_before_the_poll_sees_it(
     monkeypatch.setattr(supervisor_module, "FAST_POLL", 60.0)
     monkeypatch.setattr(supervisor_module, "SLOW_POLL", 60.0)
 
-    web = spec("web", server(port, pids_file, 0.3), port, tmp_path)
+    argv = server(port, pids_file, 0.3)
+    web = spec("web", argv, port, tmp_path)
 
-    async def launch(request: ServiceRequest) -> LaunchSpec:
-        return web
+    async def describe(request: ServiceRequest) -> ServiceSpec:
+        return ServiceSpec("web", tuple(argv), literal=True, probe_port=port)
 
     async def scenario() -> tuple[list[StartResult], bool, StartResult]:
-        host = ServiceHost(Catalog(), runtime_path=None, env={}, cwd=tmp_path)
-        host.launchers["web"] = launch
+        host = ServiceHost(Catalog(), runtime_path=None, env=dict(os.environ), cwd=tmp_path)
+        host.launchers["web"] = describe
         request = json.dumps({"name": "web", "port": port})
         first = asyncio.create_task(host.start(request))
         while not await supervisor_module.port_accepts(port):

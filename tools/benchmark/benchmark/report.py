@@ -10,10 +10,9 @@ from .baselines import Baselines
 from .client import StreamResult
 from .config import Config
 from .measure import RunnerResults
-from .services import ServiceResults
+from .service_load import ServiceResults
+from .tables import fmt, render_table
 from .upstream import UPSTREAM_VERSION
-
-MB = 1e6
 
 
 @dataclass
@@ -23,18 +22,6 @@ class Row:
     new: float | None
     unit: str  # "ms", "s", "MB/s", "MB"
     aim: str = ""
-
-
-def fmt(value: float | None, unit: str) -> str:
-    if value is None:
-        return "n/a"
-    if unit == "ms":
-        return f"{value * 1000:.2f} ms"
-    if unit == "s":
-        return f"{value:.3f} s"
-    if unit == "MB/s":
-        return f"{value / MB:.1f} MB/s"
-    return f"{value / MB:.1f} MB"
 
 
 def ratio(new: float | None, upstream: float | None) -> str:
@@ -78,20 +65,6 @@ def service_rows(up: ServiceResults, new: ServiceResults) -> list[Row]:
         Row("worst status round trip, 5 starting", up.worst_status_rtt, new.worst_status_rtt,
             "ms"),
     ]  # fmt: skip
-
-
-def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
-    aligns = ["<", *[">"] * (len(headers) - 1)]
-    if len(headers) > 2:
-        aligns[-1] = "<"  # the free-text last column
-
-    def line(cells: Sequence[str]) -> str:
-        parts = [f"{c:{a}{w}}" for c, a, w in zip(cells, aligns, widths, strict=True)]
-        return "  ".join(parts).rstrip()
-
-    rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(headers), rule, *(line(r) for r in rows)])
 
 
 def comparison_table(rows: Sequence[Row]) -> str:

@@ -9,16 +9,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from statistics import median
+from typing import Any
 
 from ai.backend.kernel.agent_client import AgentClient, RecordHandler
 from ai.backend.kernel.protocol import Op, Record
@@ -28,47 +25,10 @@ from .client import as_bench_error
 from .config import RUN_TIMEOUT, BenchError, Config, notice, progress
 from .measure import first_status
 from .runners import new_runner_env, running
+from .service_load import QUICK, SLOW, ServiceResults, time_quick_starts, write_definitions
 from .upstream import ensure_upstream, prepare_upstream_dirs, upstream_command
 
 IMAGE_DEFS = Path("/etc/backend.ai/service-defs")  # the only directory upstream reads
-QUICK = "bench-quick"
-SLOW = [f"bench-slow{i}" for i in range(5)]
-SAMPLES = 20
-LISTENER = """
-import socket, sys, time
-time.sleep(float(sys.argv[3]))
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", int(sys.argv[1])))
-s.listen()
-with open(sys.argv[2], "w") as f:
-    f.write(repr(time.time()))
-while True:
-    s.accept()[0].close()
-"""
-
-
-@dataclass
-class ServiceResults:
-    start_to_started: list[float] = field(default_factory=list)
-    after_port_open: list[float] = field(default_factory=list)
-    worst_status_rtt: float | None = None
-    errors: list[str] = field(default_factory=list)
-
-    @property
-    def start_median(self) -> float | None:
-        return median(self.start_to_started) if self.start_to_started else None
-
-    @property
-    def after_open_median(self) -> float | None:
-        return median(self.after_port_open) if self.after_port_open else None
-
-
-def write_definitions(directory: Path, stamp_dir: Path) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, delay in [(QUICK, 0.0), *((n, 0.5) for n in SLOW)]:
-        argv = [sys.executable, "-c", LISTENER, "{ports[0]}", str(stamp_dir / name), str(delay)]
-        (directory / f"{name}.json").write_text(json.dumps({"command": argv}))
 
 
 @contextmanager
@@ -101,31 +61,15 @@ def wait_record(client: AgentClient, kind: str, on_record: RecordHandler | None 
         return client.follow(kind, on_record=on_record, timeout=RUN_TIMEOUT)[kind]
 
 
-def read_stamp(path: Path) -> float:
-    """The program's time after listen(); it may still be writing it when `started` arrives."""
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError, ValueError):
-            return float(path.read_text())
-        time.sleep(0.001)
-    raise BenchError(f"{path} was never written")
-
-
 def measure_quick_start(client: AgentClient, stamp_dir: Path, out: ServiceResults) -> None:
-    for _ in range(SAMPLES):
-        (stamp_dir / QUICK).unlink(missing_ok=True)
-        (port,) = free_ports(1)
-        sent, sent_wall = time.perf_counter(), time.time()
+    def start(port: int) -> dict[str, Any]:
         client.send(Op.START_SERVICE, request(QUICK, port))
-        reply = json.loads(wait_record(client, Record.SERVICE_RESULT))
-        elapsed, now = time.perf_counter() - sent, time.time()
-        if reply.get("status") != "started":
-            raise BenchError(f"{QUICK}: {reply}")
-        opened = read_stamp(stamp_dir / QUICK)
-        out.start_to_started.append(elapsed)
-        out.after_port_open.append(now - max(opened, sent_wall))
+        return json.loads(wait_record(client, Record.SERVICE_RESULT))  # type: ignore[no-any-return]
+
+    def stop() -> None:
         client.send(Op.SHUTDOWN_SERVICE, json.dumps(QUICK))
-        time.sleep(0.5)  # upstream: SIGTERM, then its watcher forgets the process
+
+    time_quick_starts(start, stop, stamp_dir, out)
 
 
 def measure_status_while_starting(client: AgentClient, out: ServiceResults) -> None:

@@ -176,9 +176,7 @@ class Runner:
     def _make_intrinsic(self) -> IntrinsicServices:
         config = self.config
         files = SshFiles(config.work_dir, config.config_dir, self.private_dir / "dropbear")
-        return IntrinsicServices(
-            files, self.env, config.work_dir, config.service_start_timeout, config.agent_bin_dir
-        )
+        return IntrinsicServices(files, self.env, config.agent_bin_dir)
 
     def _make_models(self) -> ModelServices:
         return ModelServices(self.services, self.report_health)
@@ -218,7 +216,6 @@ class Runner:
             task.cancel()
         if self.background:  # let cancelled steps clean up, but never hang on a missing agent
             await asyncio.wait(self.background, timeout=SHUTDOWN_WAIT)
-        await self.models.close()
         await asyncio.gather(self.services.close(), self.processes.stop_all())
         if self.jupyter is not None:
             with contextlib.suppress(Exception):

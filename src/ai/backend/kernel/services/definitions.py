@@ -1,4 +1,4 @@
-"""Service definitions: the ``*.json`` files images carry, their schema, argv and environment.
+"""Service definitions: the ``*.json`` files images carry, their schema, and the spec of a start.
 
 A file ``NAME.json`` defines the service NAME::
 
@@ -24,19 +24,25 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Container, Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .actions import InvalidAction, PrestartAction, parse_action
 from .errors import ServiceStartError
-from .templates import expand
+from .spec import (
+    DEFAULT_SHELL,
+    ArgValue,
+    Command,
+    InvalidField,
+    ServiceSpec,
+    is_arg_value,
+    parse_command,
+    parse_shell,
+)
 
 log = logging.getLogger(__name__)
-
-ArgValue = None | bool | int | float | str | list[str]
-"""A command-line argument's value: None/true give the bare name, false omits it."""
 
 FIELDS = {
     "command",
@@ -51,9 +57,6 @@ FIELDS = {
     "default_arguments",
     "start_timeout",
 }
-KRUNNER_LIB = "/opt/backend.ai/lib"
-DEFAULT_SHELL = "bash"
-"""The shell of a string ``command`` (or a model's ``start_command``) without ``shell``."""
 
 
 class InvalidDefinition(ValueError):
@@ -64,7 +67,7 @@ class InvalidDefinition(ValueError):
 class ServiceDefinition:
     name: str
     source: Path
-    command: tuple[str, ...] | str = ()  # a str runs as [shell, "-c", command]
+    command: Command = ()  # a str runs as [shell, "-c", command]
     shell: str = DEFAULT_SHELL
     noop: bool = False
     url_template: str = ""
@@ -85,6 +88,28 @@ class ServiceDefinition:
         if self.allowed_envs:
             info["allowed_envs"] = list(self.allowed_envs)
         return info
+
+    def spec(
+        self,
+        ports: tuple[int, ...] = (),
+        probe_port: int | None = None,
+        arguments: Mapping[str, ArgValue] | None = None,
+        envs: Mapping[str, str] | None = None,
+    ) -> ServiceSpec:
+        """This service as one start runs it, with the user's (checked) options."""
+        return ServiceSpec(
+            name=self.name,
+            command=self.command,
+            shell=self.shell,
+            default_arguments=self.default_arguments,
+            arguments=arguments or {},
+            env=self.env,
+            given_env=envs or {},
+            ports=ports,
+            probe_port=probe_port,
+            prestart_actions=self.prestart_actions,
+            start_timeout=self.start_timeout,
+        )
 
 
 @dataclass
@@ -121,7 +146,7 @@ def parse_definition(path: Path) -> ServiceDefinition:
         raise InvalidDefinition(f"{where}: expected a JSON object, got {type(data).__name__}")
     try:
         return _definition(path, data)
-    except (InvalidAction, InvalidDefinition) as e:
+    except (InvalidAction, InvalidDefinition, InvalidField) as e:
         raise InvalidDefinition(f"{where}: {e}") from e
 
 
@@ -138,8 +163,8 @@ def _definition(path: Path, data: dict[str, Any]) -> ServiceDefinition:
     return ServiceDefinition(
         name=path.stem,
         source=path,
-        command=_command(data, "command"),
-        shell=_shell(data, "shell"),
+        command=parse_command(data.get("command", []), "field 'command'", empty_list_ok=True),
+        shell=parse_shell(data.get("shell", DEFAULT_SHELL), "field 'shell'"),
         noop=noop,
         url_template=_typed(data, "url_template", str, ""),
         prestart_actions=tuple(
@@ -164,27 +189,6 @@ def _strings(data: Mapping[str, Any], key: str) -> list[str]:
     value = data.get(key, [])
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise InvalidDefinition(f"field {key!r}: expected a list of strings, got {value!r}")
-    return value
-
-
-def _command(data: Mapping[str, Any], key: str) -> tuple[str, ...] | str:
-    """A list of strings (an argv), or one string for the shell."""
-    value = data.get(key, [])
-    if isinstance(value, str):
-        if not value.strip():
-            raise InvalidDefinition(f"field {key!r}: expected a non-empty string, got {value!r}")
-        return value
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise InvalidDefinition(
-            f"field {key!r}: expected a list of strings or a string, got {value!r}"
-        )
-    return tuple(value)
-
-
-def _shell(data: Mapping[str, Any], key: str) -> str:
-    value = data.get(key, DEFAULT_SHELL)
-    if not isinstance(value, str) or not value:
-        raise InvalidDefinition(f"field {key!r}: expected a program name, got {value!r}")
     return value
 
 
@@ -217,12 +221,6 @@ def _timeout(data: Mapping[str, Any]) -> float | None:
     return float(value)
 
 
-def is_arg_value(value: object) -> bool:
-    if isinstance(value, list):
-        return all(isinstance(item, str) for item in value)
-    return value is None or isinstance(value, bool | int | float | str)
-
-
 def check_options(
     definition: ServiceDefinition,
     arguments: Mapping[str, object],
@@ -251,87 +249,3 @@ def check_options(
             raise ServiceStartError(
                 f"environment variable {key} of service {name}: expected a string, got {value!r}"
             )
-
-
-def build_argv(
-    definition: ServiceDefinition, variables: Mapping[str, object], arguments: Mapping[str, Any]
-) -> list[str]:
-    """The expanded command, then the default arguments (expanded) updated with the user's
-    ones (as given)."""
-    name = definition.name
-    argv = command_argv(definition.command, definition.shell, variables, "command", name)
-    defaults = {
-        key: _expand_value(value, variables, f"default_arguments[{key}]", name)
-        for key, value in definition.default_arguments.items()
-    }
-    for key, value in {**defaults, **arguments}.items():
-        argv.extend(_argument_items(key, value))
-    return argv
-
-
-def _expand_value(
-    value: ArgValue, variables: Mapping[str, object], field: str, owner: str
-) -> ArgValue:
-    if isinstance(value, str):
-        return expand(value, variables, where=f"{field} of {owner}")
-    if isinstance(value, list):
-        return expand_items(value, variables, field, owner)
-    return value
-
-
-def command_argv(
-    command: Sequence[str] | str,
-    shell: str,
-    variables: Mapping[str, object],
-    field: str,
-    owner: str,
-) -> list[str]:
-    """An argv command with each item expanded, or a string command expanded and run as
-    ``[shell, "-c", command]``; errors name ``field[i] of owner`` or ``field of owner``."""
-    if isinstance(command, str):
-        return [shell, "-c", expand(command, variables, where=f"{field} of {owner}")]
-    return expand_items(command, variables, field, owner)
-
-
-def expand_items(
-    items: Sequence[str], variables: Mapping[str, object], field: str, owner: str
-) -> list[str]:
-    """Each template of a command line expanded; errors name ``field[i] of owner``."""
-    return [
-        expand(item, variables, where=f"{field}[{i}] of {owner}") for i, item in enumerate(items)
-    ]
-
-
-def _argument_items(key: str, value: ArgValue) -> list[str]:
-    if value is None or value is True:
-        return [key]
-    if value is False:
-        return []
-    if isinstance(value, list):
-        return [key, *value]
-    return [key, str(value)]
-
-
-def build_env(
-    definition: ServiceDefinition,
-    variables: Mapping[str, object],
-    envs: Mapping[str, str],
-    base: Mapping[str, str],
-) -> dict[str, str]:
-    """The runner's child environment, the definition's ``env`` and the user's variables."""
-    env = service_env(base)
-    for key, value in definition.env.items():
-        where = f"env {key} of {definition.name}"
-        env[expand(key, variables, where=where)] = expand(value, variables, where=where)
-    env.update(envs)
-    return env
-
-
-def service_env(base: Mapping[str, str]) -> dict[str, str]:
-    """The runner's child environment for a service: its own programs must not load krunner's
-    libraries."""
-    env = dict(base)
-    if "LD_LIBRARY_PATH" in env:
-        paths = env["LD_LIBRARY_PATH"].split(":")
-        env["LD_LIBRARY_PATH"] = ":".join(p for p in paths if p.rstrip("/") != KRUNNER_LIB)
-    return env

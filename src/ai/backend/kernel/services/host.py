@@ -5,6 +5,11 @@ hands a later reply to its next call.  A start runs as one job per name (prestar
 spawn, readiness) that concurrent starts of the name join; when the window closes first, the
 reply says the service is still starting, the job goes on, and the next start of that name
 answers from its state: ``running`` once up, or the failure that nobody has been told yet.
+
+Every service comes in as one ``ServiceSpec`` (spec.py): a definition file's and sshd's or
+ttyd's are described here per request (``start``), a model's by model.py (``start_service``).
+A watcher attached to a service from outside (``attach``: a model's health monitor) runs from
+its start until ``stop`` or ``close``.
 """
 
 from __future__ import annotations
@@ -12,15 +17,16 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..protocol import MalformedMessage, decode_json
-from .actions import PrestartAction, run_prestart_actions
-from .definitions import Catalog, build_argv, build_env, check_options, service_env
+from .actions import run_prestart_actions
+from .definitions import Catalog, check_options
 from .errors import ServiceStartError
+from .spec import ServiceSpec, build_argv, build_env
 from .supervisor import (
     RUNNING,
     STARTED,
@@ -74,9 +80,11 @@ def _is_port(value: object) -> bool:
     return value is None or (isinstance(value, int) and not isinstance(value, bool))
 
 
-Launcher = Callable[[ServiceRequest], Awaitable[LaunchSpec]]
-"""Builds the launch of a service that is not defined by a file (e.g. the intrinsic sshd)."""
+Launcher = Callable[[ServiceRequest], Awaitable[ServiceSpec]]
+"""Describes a service that is not defined by a file (e.g. the intrinsic sshd) for one start."""
 Prepare = Callable[[], Awaitable[LaunchSpec | StartResult]]
+Watcher = Callable[[], Coroutine[Any, Any, None]]
+"""Watches a started service (e.g. its health) until cancelled."""
 
 
 class ServiceHost:
@@ -103,12 +111,8 @@ class ServiceHost:
         self._jobs: dict[str, asyncio.Task[StartResult]] = {}
         self._waiting: collections.Counter[str] = collections.Counter()
         self._untold: dict[str, StartResult] = {}
-        self._stop_hooks: list[Callable[[str], None]] = []
-
-    def on_stop(self, hook: Callable[[str], None]) -> None:
-        """Call ``hook(name)`` when ``shutdown-service`` stops a service (e.g. to end what
-        watches it), before its process is stopped."""
-        self._stop_hooks.append(hook)
+        self._watchers: dict[str, asyncio.Task[None]] = {}
+        self._awaiting_start: dict[str, Watcher] = {}  # attached while its start runs
 
     def apps(self, selected: str = "") -> list[dict[str, object]]:
         """The ``get-apps`` data: every loaded definition, or only ``selected`` if it exists."""
@@ -129,9 +133,25 @@ class ServiceHost:
             return STARTED
         if request.protocol == "pty":
             return failed(f"pty services are not supported: {request.name}")
-        return await self.start_job(request.name, lambda: self._prepare(request))
+        return await self._start_job(request.name, lambda: self._describe_and_launch(request))
 
-    async def start_job(self, name: str, prepare: Prepare) -> StartResult:
+    async def start_service(self, spec: ServiceSpec) -> StartResult:
+        """Start a fully described service: its pre-check, prestart actions, templates,
+        environment, then the process, answering within the reply window."""
+        return await self._start_job(spec.name, lambda: self._launch(spec))
+
+    def attach(self, name: str, watcher: Watcher) -> None:
+        """Run ``watcher()`` as the one task watching the service ``name`` from its start
+        until ``stop`` or ``close``: at once if it is running, when its start succeeds if that
+        is still under way, never if it failed.  A service that is watched keeps its watcher."""
+        if (task := self._watchers.get(name)) is not None and not task.done():
+            return
+        if self.supervisor.is_running(name):
+            self._watchers[name] = asyncio.create_task(watcher())
+        elif name in self._jobs:
+            self._awaiting_start.setdefault(name, watcher)
+
+    async def _start_job(self, name: str, prepare: Prepare) -> StartResult:
         """Run ``prepare`` and start what it returns, answering within the reply window."""
         if (untold := self._untold.pop(name, None)) is not None:
             return untold
@@ -169,6 +189,8 @@ class ServiceHost:
     def _job_done(self, name: str, job: asyncio.Task[StartResult]) -> None:
         if self._jobs.get(name) is job:
             del self._jobs[name]
+        # Unless stop() let a new start of the name begin, whose watcher this is.
+        watcher = None if name in self._jobs else self._awaiting_start.pop(name, None)
         if job.cancelled():
             return
         result = job.result()
@@ -176,8 +198,16 @@ class ServiceHost:
             log.warning("service %s failed to start: %s", name, result.error)
             if not self._waiting[name]:  # every start of it has been answered already
                 self._untold[name] = result
+        elif watcher is not None:
+            self.attach(name, watcher)
 
-    async def _prepare(self, request: ServiceRequest) -> LaunchSpec | StartResult:
+    async def _describe_and_launch(self, request: ServiceRequest) -> LaunchSpec | StartResult:
+        spec = await self._describe(request)
+        return spec if isinstance(spec, StartResult) else await self._launch(spec)
+
+    async def _describe(self, request: ServiceRequest) -> ServiceSpec | StartResult:
+        """The spec of a requested service: an intrinsic one's, or its definition's with the
+        user's options (checked before any prestart action runs: a refusal has no effect)."""
         name = request.name
         if name in self.launchers:
             return await self.launchers[name](request)
@@ -190,26 +220,23 @@ class ServiceHost:
         check_options(definition, request.arguments, request.envs, self._env)
         if definition.noop:
             return STARTED
-        scope = await self.prestart(name, definition.prestart_actions, request.ports)
+        envs = {key: str(value) for key, value in request.envs.items()}  # checked: strings
+        return definition.spec(request.ports, request.port, request.arguments, envs)
+
+    async def _launch(self, spec: ServiceSpec) -> LaunchSpec:
+        """The one way a service is prepared for the supervisor, whatever described it."""
+        if spec.precheck is not None:
+            spec.precheck()
+        variables = {"runtime_path": str(self._runtime_path), "ports": list(spec.ports)}
+        scope = await run_prestart_actions(spec.prestart_actions, variables, service=spec.name)
         return LaunchSpec(
-            name=name,
-            argv=build_argv(definition, scope, request.arguments),
-            env=build_env(definition, scope, request.envs, self._env),
-            cwd=self._cwd,
-            probe_port=request.port,
-            start_timeout=definition.start_timeout or self._start_timeout,
+            name=spec.name,
+            argv=build_argv(spec, scope),
+            env=build_env(spec, scope, self._env),
+            cwd=spec.cwd or self._cwd,
+            probe_port=spec.probe_port,
+            start_timeout=spec.start_timeout or self._start_timeout,
         )
-
-    async def prestart(
-        self, name: str, actions: Sequence[PrestartAction], ports: Sequence[int]
-    ) -> dict[str, object]:
-        """A start's template scope: ``runtime_path``, ``ports`` and the actions' results."""
-        variables = {"runtime_path": str(self._runtime_path), "ports": list(ports)}
-        return await run_prestart_actions(actions, variables, service=name)
-
-    def child_env(self) -> dict[str, str]:
-        """The runner's environment as a service process gets it."""
-        return service_env(self._env)
 
     async def stop(self, name: str) -> None:
         """Handle ``shutdown-service``: the start in progress too, if any."""
@@ -217,11 +244,15 @@ class ServiceHost:
         if job is not None:
             job.cancel()
         self._untold.pop(name, None)
-        for hook in self._stop_hooks:
-            hook(name)
+        self._awaiting_start.pop(name, None)
+        if (watcher := self._watchers.pop(name, None)) is not None:
+            watcher.cancel()  # a stopped service is no longer watched
         await self.supervisor.stop(name)
 
     async def close(self) -> None:
-        for job in self._jobs.values():
-            job.cancel()
+        for task in [*self._jobs.values(), *self._watchers.values()]:
+            task.cancel()
+        if self._watchers:
+            await asyncio.wait(self._watchers.values())
+        self._watchers.clear()
         await self.supervisor.stop_all()

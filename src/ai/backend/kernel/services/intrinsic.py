@@ -23,10 +23,9 @@ from pathlib import Path
 
 from ..subprocesses import run_to_end
 from .actions import write_atomically
-from .definitions import service_env
 from .errors import ServiceStartError
 from .host import Launcher, ServiceRequest
-from .supervisor import LaunchSpec
+from .spec import ServiceSpec, service_env
 
 log = logging.getLogger(__name__)
 
@@ -337,21 +336,15 @@ def lists_option(usage: str, option: str) -> bool:
 
 
 class IntrinsicServices:
-    """The launchers of sshd and ttyd for the service host (boot-time and on request)."""
+    """Describe sshd and ttyd to the service host for each start (boot-time and on request):
+    the keys and usage probes their command needs, then their spec."""
 
     def __init__(
-        self,
-        files: SshFiles,
-        env: Mapping[str, str],
-        cwd: Path,
-        start_timeout: float,
-        agent_bin: Path = AGENT_BIN,
+        self, files: SshFiles, env: Mapping[str, str], agent_bin: Path = AGENT_BIN
     ) -> None:
         self.files = files
         self.agent_bin = agent_bin  # where the agent mounts its binaries (/opt/kernel)
         self.runner_env = env  # the runner's own mapping: it changes until the runner is up
-        self.cwd = cwd
-        self.start_timeout = start_timeout
         self._usages: dict[tuple[str, ...], str] = {}  # (*program, help flag) -> usage text
 
     @property
@@ -370,26 +363,29 @@ class IntrinsicServices:
             self._usages[key] = usage
         return lists_option(usage, option)
 
-    def _spec(self, name: str, argv: list[str], port: int) -> LaunchSpec:
-        return LaunchSpec(name, argv, self.env, self.cwd, port, self.start_timeout)
-
-    async def sshd(self, request: ServiceRequest) -> LaunchSpec:
+    async def sshd(self, request: ServiceRequest) -> ServiceSpec:
         ports = _ports(request)
         tools = Dropbear.find(self.env.get("PATH", ""), self.agent_bin)
         await prepare_sshd(self.files, tools, self.env)
         pass_env = await self.documents(tools.server, "-h", "-e")
         allow_root = root_works_here(self.files.home)
         argv = sshd_argv(tools.server, self.files.host_key, ports, pass_env, allow_root)
-        return self._spec("sshd", argv, ports[0])
+        return _spec("sshd", argv, ports[0])
 
-    async def ttyd(self, request: ServiceRequest) -> LaunchSpec:
+    async def ttyd(self, request: ServiceRequest) -> ServiceSpec:
         port = _ports(request)[0]
         path = self.env.get("PATH", "")
         ttyd = find_program("ttyd", TTYD_BIN, path)
         tmux = self.agent_bin / "tmux"
         tmux_path = str(tmux) if os.access(tmux, os.X_OK) else shutil.which("tmux", path=path)
         writable = await self.documents([ttyd], "--help", "--writable")
-        return self._spec("ttyd", ttyd_argv(ttyd, port, choose_shell(), tmux_path, writable), port)
+        return _spec("ttyd", ttyd_argv(ttyd, port, choose_shell(), tmux_path, writable), port)
+
+
+def _spec(name: str, argv: list[str], port: int) -> ServiceSpec:
+    """Their argv is final (paths, not templates); they run in the work directory with the
+    runner's child environment and start timeout."""
+    return ServiceSpec(name, tuple(argv), literal=True, probe_port=port)
 
 
 def _ports(request: ServiceRequest) -> tuple[int, ...]:

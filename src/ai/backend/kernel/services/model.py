@@ -21,7 +21,6 @@ the service is reported healthy once it has started.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping
@@ -31,11 +30,11 @@ from typing import Any
 
 from ..protocol import MalformedMessage, decode_json
 from .actions import InvalidAction, PrestartAction, parse_action
-from .definitions import DEFAULT_SHELL, command_argv
 from .errors import ServiceStartError
 from .health import HealthCheck, HealthMonitor, http_probe
-from .host import ServiceHost
-from .supervisor import LaunchSpec, failed
+from .host import ServiceHost, Watcher
+from .spec import DEFAULT_SHELL, Command, InvalidField, ServiceSpec, parse_command, parse_shell
+from .supervisor import failed
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +50,7 @@ class InvalidModel(ServiceStartError):
 class ModelService:
     name: str
     model_path: Path
-    start_command: tuple[str, ...] | str  # a str runs as [shell, "-c", start_command]
+    start_command: Command  # a str runs as [shell, "-c", start_command]
     port: int
     prestart_actions: tuple[PrestartAction, ...] = ()
     health_check: HealthCheck | None = None
@@ -61,6 +60,26 @@ class ModelService:
     def service_name(self) -> str:
         """Its name among the services, as the agent lists it in the kernel's ports."""
         return f"{self.name}-{self.port}"
+
+    def spec(self) -> ServiceSpec:
+        """Its process: started in ``model_path`` with the model's variables and no port probe
+        (the health check, if any, tells when the model is ready to serve)."""
+        return ServiceSpec(
+            name=self.service_name,
+            command=self.start_command,
+            shell=self.shell,
+            owner=f"model {self.name}",
+            command_field="start_command",
+            given_env={"BACKEND_MODEL_NAME": self.name, "BACKEND_MODEL_PATH": str(self.model_path)},
+            cwd=self.model_path,
+            ports=(self.port,),
+            prestart_actions=self.prestart_actions,
+            precheck=self.check_model_path,
+        )
+
+    def check_model_path(self) -> None:
+        if not self.model_path.is_dir():
+            raise ServiceStartError(f"model_path {self.model_path} is not a directory")
 
 
 def parse_model(entry: object) -> ModelService | None:
@@ -75,21 +94,7 @@ def parse_model(entry: object) -> ModelService | None:
     service = entry.get("service")
     if not isinstance(service, dict):
         raise InvalidModel(f"{where}: service: expected an object, got {service!r}")
-    command = service.get("start_command")
-    if isinstance(command, str) and command.strip():
-        start_command: tuple[str, ...] | str = command
-    elif command and isinstance(command, list) and all(isinstance(c, str) for c in command):
-        start_command = tuple(command)
-    else:
-        raise InvalidModel(
-            f"{where}: service.start_command: expected a list of strings or a string,"
-            f" got {command!r}"
-        )
-    shell = service.get("shell")
-    if shell is None:
-        shell = DEFAULT_SHELL
-    elif not isinstance(shell, str) or not shell:
-        raise InvalidModel(f"{where}: service.shell: expected a program name, got {shell!r}")
+    start_command, shell = _command(service, f"{where}: service")
     port = _integer(service, "port", f"{where}: service", default=None, low=1, high=65535)
     try:
         actions = [
@@ -108,6 +113,16 @@ def parse_model(entry: object) -> ModelService | None:
         None if check is None else _health_check(check, f"{where}: service.health_check"),
         shell,
     )
+
+
+def _command(service: Mapping[str, Any], where: str) -> tuple[Command, str]:
+    """``start_command`` and its ``shell`` (null: the default)."""
+    shell = service.get("shell")
+    try:
+        command = parse_command(service.get("start_command"), f"{where}.start_command")
+        return command, parse_shell(DEFAULT_SHELL if shell is None else shell, f"{where}.shell")
+    except InvalidField as e:
+        raise InvalidModel(str(e)) from e
 
 
 def _string(data: Mapping[str, Any], key: str, where: str) -> str:
@@ -157,13 +172,11 @@ def _seconds(data: Mapping[str, Any], key: str, where: str) -> float | None:
 
 
 class ModelServices:
-    """Starts model services through the service host and keeps one health monitor each."""
+    """Starts model services through the service host and attaches their health monitors."""
 
     def __init__(self, host: ServiceHost, report: StatusReport) -> None:
         self.host = host
         self.report = report
-        self.monitors: dict[str, asyncio.Task[None]] = {}
-        host.on_stop(self._unwatch)  # a stopped model is no longer probed nor reported
 
     async def start(self, payload: str) -> dict[str, str] | None:
         """The ``model-service-result`` reply; None for an entry without a service, which the
@@ -176,50 +189,18 @@ class ModelServices:
         if model is None:
             log.info("start-model-service: the model has no service to start")
             return None
-        result = await self.host.start_job(model.service_name, lambda: self._launch(model))
-        if result.status == "failed" and not self.host.supervisor.is_running(model.service_name):
-            self._unwatch(model.service_name)
-        elif result.status == "started" and model.health_check is None:
+        result = await self.host.start_service(model.spec())
+        if model.health_check is not None:  # a start still under way gets it once it started
+            self.host.attach(model.service_name, self._monitor(model, model.health_check))
+        elif result.status == "started":
             await self.report(model.name, True)
         return result.as_reply()
 
-    async def _launch(self, model: ModelService) -> LaunchSpec:
-        if not model.model_path.is_dir():
-            raise ServiceStartError(f"model_path {model.model_path} is not a directory")
-        scope = await self.host.prestart(model.service_name, model.prestart_actions, [model.port])
-        argv = command_argv(
-            model.start_command, model.shell, scope, "start_command", f"model {model.name}"
-        )
-        env = {
-            **self.host.child_env(),
-            "BACKEND_MODEL_NAME": model.name,
-            "BACKEND_MODEL_PATH": str(model.model_path),
-        }
-        self._watch(model)  # from now on, even if the reply goes out before the spawn
-        # No port probe: the health check, if any, tells when the model is ready to serve.
-        return LaunchSpec(model.service_name, argv, env, model.model_path, None, 0.0)
-
-    def _watch(self, model: ModelService) -> None:
-        """Start the model's health monitor unless it has one."""
-        running = self.monitors.get(model.service_name)
-        if model.health_check is None or (running is not None and not running.done()):
-            return
+    def _monitor(self, model: ModelService, check: HealthCheck) -> Watcher:
         monitor = HealthMonitor(
             model.name,
-            model.health_check,
-            http_probe(model.health_check, model.port),
+            check,
+            http_probe(check, model.port),
             lambda healthy: self.report(model.name, healthy),
         )
-        self.monitors[model.service_name] = asyncio.create_task(monitor.run())
-
-    def _unwatch(self, service_name: str) -> None:
-        task = self.monitors.pop(service_name, None)
-        if task is not None:
-            task.cancel()
-
-    async def close(self) -> None:
-        for task in self.monitors.values():
-            task.cancel()
-        if self.monitors:
-            await asyncio.wait(self.monitors.values())
-        self.monitors.clear()
+        return monitor.run
