@@ -137,7 +137,7 @@ def test_environment_exists_from_construction(tmp_path: Path) -> None:
     try:
         assert runner.env["PATH"].startswith(str(tmp_path / "work" / ".local" / "bin"))
         assert "_BACKEND_BATCH_MODE" not in runner.env
-        assert runner.batch_env == {**runner.env, "_BACKEND_BATCH_MODE": "1"}
+        assert runner.batch.exec_env == {**runner.env, "_BACKEND_BATCH_MODE": "1"}
         assert runner.runtime_path == "/opt/tool/bin/tool"
     finally:
         asyncio.run(runner.close())
