@@ -16,16 +16,14 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-import zmq
-import zmq.asyncio
+from typing import TYPE_CHECKING, Any
 
 from . import user_sitecustomize
 from .batch import BatchMode
+from .channel import AgentChannel
 from .context import ExecutionContext
 from .environment import build_child_env
 from .execution import ProcessManager
@@ -52,16 +50,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SEND_HWM = 64
-"""Records buffered in ZeroMQ before sends wait: at most 64 x 256 KiB of output in memory."""
-LINGER_MS = 100
 SHUTDOWN_WAIT = 2.0
 INIT_OUTPUT_TAIL = 4096
 INPUT_SOCKET_ENV = "BACKENDAI_USER_INPUT_SOCKET"
 IMAGE_SERVICE_DEFS = Path("/etc/backend.ai/service-defs")
 OOM_NOTICE = b"[runner] out of memory: the kernel's OOM killer ended a process.\n"
 
-Handler = Callable[[str], Awaitable[None]]
+Handler = Callable[[str], Coroutine[Any, Any, None]]
 
 
 @dataclass(frozen=True)
@@ -97,10 +92,7 @@ class Runner:
         self.ready = asyncio.Event()
         self.queue: asyncio.Queue[Message] = asyncio.Queue()
         self.background: set[asyncio.Task[None]] = set()
-        self.send_lock = asyncio.Lock()
-        self.zmq_context = zmq.asyncio.Context()
-        self.insock = self.zmq_context.socket(zmq.PULL)
-        self.outsock = self.zmq_context.socket(zmq.PUSH)
+        self.channel = AgentChannel(self._receive)
         # The one place that says how each op is handled.  Queued ops run one at a time, in
         # order, once start-up is done; the others run at once as concurrent tasks.
         self.dispatch: dict[Op, Handler] = {
@@ -136,11 +128,7 @@ class Runner:
 
     async def start(self) -> None:
         self.env.update(await self._start_relay())
-        self.outsock.setsockopt(zmq.SNDHWM, SEND_HWM)
-        for sock in (self.insock, self.outsock):
-            sock.setsockopt(zmq.LINGER, LINGER_MS)
-        self.insock.bind(f"tcp://{self.config.bind}:{self.config.repl_in_port}")
-        self.outsock.bind(f"tcp://{self.config.bind}:{self.config.repl_out_port}")
+        self.channel.bind(self.config.bind, self.config.repl_in_port, self.config.repl_out_port)
         if not self.config.work_dir.is_dir():
             log.warning("the work directory %s does not exist", self.config.work_dir)
         log.info(
@@ -151,7 +139,7 @@ class Runner:
             self.config.repl_out_port,
             self.runtime_path,
         )
-        for job in (self._receive(), self._work(), self._initialize(), self._start_intrinsic()):
+        for job in (self._work(), self._initialize(), self._start_intrinsic()):
             self._spawn(job)
 
     def _make_services(self) -> ServiceHost:
@@ -223,11 +211,15 @@ class Runner:
         await asyncio.gather(self.services.close(), self.processes.stop_all())
         await self.query.close()
         await self.relay.close()
-        self.zmq_context.destroy(linger=LINGER_MS)
+        self.channel.close()
         shutil.rmtree(self.private_dir, ignore_errors=True)
 
-    def _spawn(self, job: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(job)
+    def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
+        # Eager: a handler that needs no wait (e.g. status) is done before this returns.
+        task = asyncio.Task(job, loop=asyncio.get_running_loop(), eager_start=True)
+        if task.done():
+            self._forget(task)
+            return
         self.background.add(task)
         task.add_done_callback(self._forget)
 
@@ -240,27 +232,24 @@ class Runner:
                 log.error("a handler failed", exc_info=error)
 
     async def send(self, record: Record, payload: bytes) -> None:
-        async with self.send_lock:
-            await self.outsock.send_multipart([record.encode(), payload], copy=False)
+        await self.channel.send((record.encode(), payload))
 
     # ---- receiving and queueing -------------------------------------------------------------
 
-    async def _receive(self) -> None:
-        while True:
-            frames = await self.insock.recv_multipart()
-            try:
-                message = parse_message(frames)
-            except MalformedMessage as e:
-                log.warning("ignoring a malformed message: %s", e)
-                continue
-            log.debug("op %s (%d chars)", message.op, len(message.payload))
-            if message.op in self.queued_ops:
-                self.queue.put_nowait(message)
-                continue
-            try:  # a handler that fails at once must not end the loop either
-                self._spawn(self.dispatch[message.op](message.payload))
-            except Exception:
-                log.exception("%s failed", message.op)
+    def _receive(self, frames: list[bytes]) -> None:
+        try:
+            message = parse_message(frames)
+        except MalformedMessage as e:
+            log.warning("ignoring a malformed message: %s", e)
+            return
+        log.debug("op %s (%d chars)", message.op, len(message.payload))
+        if message.op in self.queued_ops:
+            self.queue.put_nowait(message)
+            return
+        try:  # a handler that fails at once must not stop receiving either
+            self._spawn(self.dispatch[message.op](message.payload))
+        except Exception:
+            log.exception("%s failed", message.op)
 
     async def _work(self) -> None:
         await self.ready.wait()
