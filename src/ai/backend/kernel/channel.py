@@ -26,6 +26,11 @@ LINGER_MS = 100
 
 FrameHandler = Callable[[list[bytes]], None]
 
+# Plain ints: pyzmq's enum flags cost an enum object per operation on this hot path.
+POLLIN, POLLOUT = int(zmq.POLLIN), int(zmq.POLLOUT)
+NOBLOCK = int(zmq.NOBLOCK)
+NOBLOCK_MORE = NOBLOCK | int(zmq.SNDMORE)
+
 
 def _events(sock: zmq.Socket[bytes]) -> int:
     """``ZMQ_EVENTS``; reading it also re-arms the socket's ``ZMQ_FD``."""
@@ -57,8 +62,8 @@ class AgentChannel:
     def _receive_waiting(self) -> None:
         # ZMQ_FD only says that events may have changed: receive until none is left, or
         # the descriptor would not wake the loop again for the ones still waiting.
-        while _events(self._in) & zmq.POLLIN:
-            frames = self._in.recv_multipart(zmq.NOBLOCK)
+        while _events(self._in) & POLLIN:
+            frames = self._in.recv_multipart(NOBLOCK)
             try:
                 self._on_frames(frames)
             except Exception:
@@ -73,16 +78,20 @@ class AgentChannel:
                 await self._out_events_changed()
 
     def _try_send(self, frames: Sequence[bytes]) -> bool:
+        *first, last = frames
         try:
-            # Small frames are copied anyway; larger ones (output chunks) are not.
-            self._out.send_multipart(frames, zmq.NOBLOCK, copy=False)
+            # Small frames are copied anyway; larger ones (output chunks) are not. Only the
+            # first frame can meet the high-water mark: the others follow it (multipart).
+            for frame in first:
+                self._out.send(frame, NOBLOCK_MORE, copy=False)
+            self._out.send(last, NOBLOCK, copy=False)
         except zmq.Again:
             return False
         return True
 
     async def _out_events_changed(self) -> None:
         """Return at once if there is room to send, else when there may be."""
-        if _events(self._out) & zmq.POLLOUT:
+        if _events(self._out) & POLLOUT:
             return
         loop = asyncio.get_running_loop()
         changed: asyncio.Future[None] = loop.create_future()
