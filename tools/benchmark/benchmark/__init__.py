@@ -8,7 +8,8 @@ with one incremental UTF-8 decoder per stream (``errors="replace"``). The upstre
 installed from PyPI into a virtualenv cached under ``~/.cache/backend.ai-kernel-bench/`` and is
 started as in a container: ``python -m ai.backend.kernel python PYTHON`` with cwd
 ``/home/work`` on ports 2000/2001. The runners are measured one after the other in the same run,
-except the `status` round trip: both runners then run side by side and are timed in turns, N
+except the `status` round trip: both runners then run side by side, each warmed up (its Jupyter
+kernel started, so that neither is still starting one), and are timed in turns, N
 rounds of ``--iterations`` samples each (who goes first alternates), and the table gives the
 median of each runner's round medians, so that a drift of the machine's load hits both alike.
 

@@ -227,9 +227,9 @@ def bench_status_rounds(
     try:
         with ExitStack() as stack:
             runners = {k: stack.enter_context(running(c, cfg.log_dir)) for k, c in commands.items()}
-            for runner in runners.values():
+            for runner in runners.values():  # both idle with their Jupyter kernel up
                 first_status(runner)
-                status_block(runner, cfg.iterations)  # untimed: warm both
+                warm_up(runner)
             take_status_rounds(runners, cfg, {"new": results.new, "upstream": results.upstream})
     except BenchError as exc:
         results.errors.append(f"status rounds: {exc}")
