@@ -6,7 +6,7 @@ import asyncio
 import logging
 import platform
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +137,7 @@ def test_environment_exists_from_construction(tmp_path: Path) -> None:
     try:
         assert runner.env["PATH"].startswith(str(tmp_path / "work" / ".local" / "bin"))
         assert "_BACKEND_BATCH_MODE" not in runner.env
-        assert runner.batch_env == {**runner.env, "_BACKEND_BATCH_MODE": "1"}
+        assert runner.batch.exec_env == {**runner.env, "_BACKEND_BATCH_MODE": "1"}
         assert runner.runtime_path == "/opt/tool/bin/tool"
     finally:
         asyncio.run(runner.close())
@@ -148,7 +148,7 @@ def test_environment_exists_from_construction(tmp_path: Path) -> None:
         asyncio.run(default.close())
 
 
-def _fails_at_once(_: str) -> Awaitable[None]:
+def _fails_at_once(_: str) -> Coroutine[Any, Any, None]:
     raise RuntimeError("a handler bug before its first await")
 
 

@@ -7,20 +7,29 @@ a PUSH socket for ops, a PULL socket for records, two frames per message, stdout
 with one incremental UTF-8 decoder per stream (``errors="replace"``). The upstream runner is
 installed from PyPI into a virtualenv cached under ``~/.cache/backend.ai-kernel-bench/`` and is
 started as in a container: ``python -m ai.backend.kernel python PYTHON`` with cwd
-``/home/work`` on ports 2000/2001. The runners are measured one after the other in the same run.
+``/home/work`` on ports 2000/2001. The runners are measured one after the other in the same run,
+except the `status` round trip: both runners then run side by side, each warmed up (its Jupyter
+kernel started, so that neither is still starting one), and are timed in turns, N
+rounds of ``--iterations`` samples each (who goes first alternates), and the table gives the
+median of each runner's round medians, so that a drift of the machine's load hits both alike.
 
 Each runner is first started once untimed (with PYTHONDONTWRITEBYTECODE removed from its
 environment), so that every later start runs from compiled bytecode as an installed krunner
 environment does; without that, a pex venv without .pyc files costs ~13 MB of RSS and start-up
 time that the upstream virtualenv (compiled by pip) does not pay. Then, per runner: N starts
-(median time to the first `status` reply), and in the last start a warm-up, idle memory, the
-round trips (medians) and the 64 MiB streams (median run). The bare jupyter_client baseline
-(a plain ipykernel, ``execute_interactive("pass")``, same python as this runner) is timed in
-blocks taken in turns with this runner's queries, so that both see the same machine load.
+(median time to the first `status` reply), and in the last start idle memory, a warm-up, the
+query and batch round trips (medians) and the 64 MiB streams (median run). The bare
+jupyter_client baseline (a plain ipykernel, ``execute_interactive("pass")``, same python as
+this runner) is timed in blocks taken in turns with this runner's queries, so that both see the
+same machine load.
 
-Memory: "idle RSS, runner process" is the runner process alone (its resident set after the
-warm-up and 1 s idle); "runner + children" adds every descendant, which is mostly the Jupyter
-kernel.
+Memory: "idle RSS, runner process" is the runner process alone 1 s after its first `status`
+reply, before anything else is asked (what every session pays); "after warm-up" is the same
+after a few queries and batch runs (query mode loaded), and "runner + children" adds every
+descendant, which is mostly the Jupyter kernel.
+
+The last table holds the aims: each of this runner's figures with its limit (a multiple of
+upstream's figure or of a baseline from the same run, or a fixed value) and PASS or MISS.
 
 Services (``services.py``): start-service to `started` for a program that listens at once (and
 the part after its port opened), and the worst `status` round trip while five slow services

@@ -9,11 +9,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import benchmark
+from tests.support.processes import RunnerCommand
 
 from .baselines import jupyter_baseline, measure_baselines
 from .config import Config, progress
-from .measure import RunnerResults, bench_runner
-from .report import report
+from .measure import RunnerResults, bench_runner, bench_status_rounds
+from .report import Measured, report
 from .runners import describe_new_runner, new_runner_command
 from .services import bench_services
 from .upstream import ensure_upstream, prepare_upstream_dirs, upstream_command
@@ -25,6 +26,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-upstream", action="store_true", help="measure only this runner")
     parser.add_argument(
         "--iterations", type=int, default=200, help="samples per round trip (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--status-rounds",
+        type=int,
+        default=9,
+        help="rounds of `status` round trips, the two runners in turns (default: %(default)s)",
     )
     parser.add_argument(
         "--stream-runs", type=int, default=3, help="64 MiB runs per runner (default: %(default)s)"
@@ -52,6 +59,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def make_config(args: argparse.Namespace, log_dir: Path) -> Config:
     return Config(
         iterations=max(1, args.iterations),
+        status_rounds=max(1, args.status_rounds),
         stream_runs=max(1, args.stream_runs),
         starts=max(1, args.starts),
         skip_upstream=args.skip_upstream,
@@ -62,16 +70,20 @@ def make_config(args: argparse.Namespace, log_dir: Path) -> Config:
     )
 
 
-def bench_upstream(cfg: Config) -> RunnerResults:
-    results = RunnerResults()
+def find_upstream(cfg: Config) -> tuple[RunnerCommand | None, str]:
+    """Upstream's command, or None and why it is not measured."""
     if cfg.skip_upstream:
-        results.errors.append("skipped (--skip-upstream)")
-        return results
+        return None, "skipped (--skip-upstream)"
     python = ensure_upstream(cfg)
     if python is None or not prepare_upstream_dirs():
-        results.errors.append("not measured: see the notice above")
-        return results
-    return bench_runner(upstream_command(python), cfg)
+        return None, "not measured: see the notice above"
+    return upstream_command(python), ""
+
+
+def bench_upstream(command: RunnerCommand | None, why_not: str, cfg: Config) -> RunnerResults:
+    if command is None:
+        return RunnerResults(errors=[why_not])
+    return bench_runner(command, cfg)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -81,11 +93,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         new_command = new_runner_command(cfg)
         print(f"this runner: {cfg.new_python} -m ai.backend.kernel "
               f"({describe_new_runner(new_command)})", flush=True)  # fmt: skip
-        upstream = bench_upstream(cfg)
+        up_command, why_not = find_upstream(cfg)
+        upstream = bench_upstream(up_command, why_not, cfg)
         progress("starting a bare jupyter_client kernel for the query baseline")
         with jupyter_baseline(cfg, new_command.env) as paired:
             new = bench_runner(new_command, cfg, paired)
+        status = bench_status_rounds(new_command, up_command, cfg)
         baselines = measure_baselines(cfg, new.paired_jupyter_rtt)
         services = bench_services(cfg)
-        report(cfg, upstream, new, baselines, services)
+        report(cfg, Measured(upstream, new, status, baselines), services)
     return 0

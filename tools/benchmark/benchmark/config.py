@@ -21,6 +21,7 @@ class BenchError(Exception):
 @dataclass
 class Config:
     iterations: int
+    status_rounds: int
     stream_runs: int
     starts: int
     skip_upstream: bool

@@ -1,9 +1,11 @@
-"""Measuring one runner: start-up, round trips, the 64 MiB stream and memory."""
+"""Measuring the runners: start-up, round trips, the 64 MiB stream and memory, and the
+`status` round trip of both runners in turns."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from statistics import median
 
@@ -28,12 +30,12 @@ INTERLEAVE_BLOCK = 20  # query samples per turn, runner and bare jupyter_client 
 @dataclass
 class RunnerResults:
     first_status: list[float] = field(default_factory=list)
-    status_rtt: float | None = None
     query_rtt: float | None = None
     batch_rtt: float | None = None
     stream: StreamResult | None = None
-    rss_idle: int | None = None
-    rss_idle_tree: int | None = None
+    rss_idle: int | None = None  # 1 s after the first status, nothing asked yet
+    rss_warm: int | None = None  # after the warm-up (query mode loaded)
+    rss_warm_tree: int | None = None
     rss_after_stream: int | None = None
     paired_jupyter_rtt: float | None = None  # bare jupyter_client, interleaved with queries
     errors: list[str] = field(default_factory=list)
@@ -91,9 +93,6 @@ def measure_round_trips(
 ) -> None:
     client, iterations = runner.client, cfg.iterations
 
-    def status() -> None:
-        results.status_rtt = median(repeat(lambda: status_round_trip(client), iterations))
-
     def queries(count: int) -> list[float]:
         return repeat(lambda: query_round_trip(client), count)
 
@@ -107,15 +106,20 @@ def measure_round_trips(
     def batch() -> None:
         results.batch_rtt = median(repeat(lambda: batch_round_trip(client), iterations))
 
-    attempt(results, "status", status)
     attempt(results, "query", query)
     attempt(results, "batch", batch)
 
 
 def measure_idle_rss(runner: RunningRunner, results: RunnerResults) -> None:
+    """Before anything is asked: what every session pays, whatever it runs."""
     time.sleep(1.0)
     results.rss_idle = rss_bytes(runner.process.proc.pid)
-    results.rss_idle_tree = tree_rss_bytes(runner.process.proc.pid)
+
+
+def measure_warm_rss(runner: RunningRunner, results: RunnerResults) -> None:
+    time.sleep(1.0)
+    results.rss_warm = rss_bytes(runner.process.proc.pid)
+    results.rss_warm_tree = tree_rss_bytes(runner.process.proc.pid)
 
 
 def measure_stream(runner: RunningRunner, runs: int, results: RunnerResults) -> None:
@@ -140,12 +144,13 @@ def measure_start(runner: RunningRunner, results: RunnerResults) -> bool:
 def measure_everything(
     runner: RunningRunner, cfg: Config, results: RunnerResults, paired: JupyterBaseline | None
 ) -> None:
+    measure_idle_rss(runner, results)
     try:
         warm_up(runner)
     except BenchError as exc:
         results.errors.append(f"warm-up: {exc}; log: {runner.log_tail()}")
         return
-    measure_idle_rss(runner, results)
+    measure_warm_rss(runner, results)
     measure_round_trips(runner, cfg, results, paired)
     measure_stream(runner, cfg.stream_runs, results)
 
@@ -176,4 +181,56 @@ def bench_runner(
                     measure_everything(runner, cfg, results, paired)
     except BenchError as exc:
         results.errors.append(str(exc))
+    return results
+
+
+@dataclass
+class StatusRounds:
+    """`status` round trips of both runners, running side by side and timed in turns: per
+    round, the median of each runner's block of samples."""
+
+    new: list[float] = field(default_factory=list)
+    upstream: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def new_median(self) -> float | None:
+        return median(self.new) if self.new else None
+
+    @property
+    def upstream_median(self) -> float | None:
+        return median(self.upstream) if self.upstream else None
+
+
+def status_block(runner: RunningRunner, count: int) -> float:
+    return median(repeat(lambda: status_round_trip(runner.client), count))
+
+
+def take_status_rounds(
+    runners: dict[str, RunningRunner], cfg: Config, rounds: dict[str, list[float]]
+) -> None:
+    """Each round times every runner once; who goes first alternates between rounds."""
+    labels = list(runners)
+    for index in range(cfg.status_rounds):
+        for label in labels if index % 2 == 0 else labels[::-1]:
+            rounds[label].append(status_block(runners[label], cfg.iterations))
+
+
+def bench_status_rounds(
+    new_command: RunnerCommand, upstream_command: RunnerCommand | None, cfg: Config
+) -> StatusRounds:
+    results = StatusRounds()
+    commands = {"new": new_command}
+    if upstream_command is not None:
+        commands["upstream"] = upstream_command
+    progress(f"status round trips in turns: {cfg.status_rounds} rounds of {cfg.iterations}")
+    try:
+        with ExitStack() as stack:
+            runners = {k: stack.enter_context(running(c, cfg.log_dir)) for k, c in commands.items()}
+            for runner in runners.values():  # both idle with their Jupyter kernel up
+                first_status(runner)
+                warm_up(runner)
+            take_status_rounds(runners, cfg, {"new": results.new, "upstream": results.upstream})
+    except BenchError as exc:
+        results.errors.append(f"status rounds: {exc}")
     return results

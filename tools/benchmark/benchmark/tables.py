@@ -19,11 +19,14 @@ def fmt(value: float | None, unit: str) -> str:
     return f"{value / MB:.1f} MB"
 
 
-def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def render_table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], text_columns: int = 1
+) -> str:
+    """Figures right-aligned; the first column and the last ``text_columns - 1`` left."""
     widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
-    aligns = ["<", *[">"] * (len(headers) - 1)]
-    if len(headers) > 2:
-        aligns[-1] = "<"  # the free-text last column
+    aligns = [">"] * len(headers)
+    for index in [0, *range(len(headers) - text_columns + 1, len(headers))]:
+        aligns[index] = "<"
 
     def line(cells: Sequence[str]) -> str:
         parts = [f"{c:{a}{w}}" for c, a, w in zip(cells, aligns, widths, strict=True)]

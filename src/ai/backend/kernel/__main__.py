@@ -2,17 +2,35 @@
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import json
-import logging
-import signal
-from pathlib import Path
+import sys
 
-from .languages import LANGUAGES
-from .server import IMAGE_SERVICE_DEFS, Runner, RunnerConfig
-from .services.host import START_TIMEOUT
-from .services.intrinsic import AGENT_BIN, SSHD_PORT, TTYD_PORT
+
+def _import_asyncio_without_tls() -> None:
+    """asyncio imports ssl only to offer TLS, which the runner never uses, and ssl's libraries
+    cost every session ~4 MB of memory. Later imports of ssl (e.g. by boto3 for
+    vendor.aws_polly) load it as usual; only asyncio's own TLS support stays off."""
+    if "ssl" in sys.modules or "asyncio" in sys.modules:
+        return
+    sys.modules["ssl"] = None  # type: ignore[assignment]  # makes `import ssl` fail
+    try:
+        import asyncio  # noqa: F401
+    finally:
+        del sys.modules["ssl"]
+
+
+_import_asyncio_without_tls()
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import signal  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from .languages import LANGUAGES  # noqa: E402
+from .server import IMAGE_SERVICE_DEFS, Runner, RunnerConfig  # noqa: E402
+from .services.host import START_TIMEOUT  # noqa: E402
+from .services.intrinsic import AGENT_BIN, SSHD_PORT, TTYD_PORT  # noqa: E402
 
 log = logging.getLogger("ai.backend.kernel")
 

@@ -1,4 +1,8 @@
-"""The runner: ZeroMQ sockets, the op dispatch table, the execution queue and start-up."""
+"""The runner: ZeroMQ sockets, the op dispatch table, the execution queue and start-up.
+
+Each op is handled by one ``on_*`` method of ``Runner``; batch mode (``batch.py``), query mode
+(``query.py``) and services (``services/``) do the work behind them.
+"""
 
 from __future__ import annotations
 
@@ -12,31 +16,19 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import zmq
-import zmq.asyncio
-
-from . import polly, user_sitecustomize
+from . import user_sitecustomize
+from .batch import BatchMode
+from .channel import AgentChannel
+from .context import ExecutionContext
 from .environment import build_child_env
 from .execution import ProcessManager
 from .input_relay import InputBroker, InputRelay
-from .jupyter import JupyterKernel
-from .languages import (
-    Jupyter,
-    Language,
-    NoQuery,
-    Polly,
-    Programs,
-    Step,
-    choose_step,
-    expand_argv,
-    find_sources,
-    query_stem,
-    resolve_runtime,
-)
+from .languages import Language, resolve_runtime
 from .protocol import (
     MalformedMessage,
     Message,
@@ -48,23 +40,23 @@ from .protocol import (
     exit_payload,
     parse_message,
 )
+from .query import QueryMode
 from .services.definitions import load_catalog
 from .services.host import START_TIMEOUT, ServiceHost, ServiceRequest
 from .services.intrinsic import AGENT_BIN, SSHD_PORT, TTYD_PORT, IntrinsicServices, SshFiles
-from .services.model import ModelServices
+
+if TYPE_CHECKING:
+    from .services.model import ModelServices
 
 log = logging.getLogger(__name__)
 
-SEND_HWM = 64
-"""Records buffered in ZeroMQ before sends wait: at most 64 x 256 KiB of output in memory."""
-LINGER_MS = 100
 SHUTDOWN_WAIT = 2.0
 INIT_OUTPUT_TAIL = 4096
 INPUT_SOCKET_ENV = "BACKENDAI_USER_INPUT_SOCKET"
 IMAGE_SERVICE_DEFS = Path("/etc/backend.ai/service-defs")
 OOM_NOTICE = b"[runner] out of memory: the kernel's OOM killer ended a process.\n"
 
-Handler = Callable[[str], Awaitable[None]]
+Handler = Callable[[str], Coroutine[Any, Any, None]]
 
 
 @dataclass(frozen=True)
@@ -96,17 +88,11 @@ class Runner:
         self.inputs = InputBroker(self.send)
         self.processes = ProcessManager(self.inputs, config.interrupt_grace)
         self.relay = InputRelay(self.inputs)
-        self.jupyter: JupyterKernel | None = None
-        self.jupyter_problem = "the Jupyter kernel is still starting"
         self.init_errors: list[str] = []
         self.ready = asyncio.Event()
-        self.build_failed = False
         self.queue: asyncio.Queue[Message] = asyncio.Queue()
         self.background: set[asyncio.Task[None]] = set()
-        self.send_lock = asyncio.Lock()
-        self.zmq_context = zmq.asyncio.Context()
-        self.insock = self.zmq_context.socket(zmq.PULL)
-        self.outsock = self.zmq_context.socket(zmq.PUSH)
+        self.channel = AgentChannel(self._receive)
         # The one place that says how each op is handled.  Queued ops run one at a time, in
         # order, once start-up is done; the others run at once as concurrent tasks.
         self.dispatch: dict[Op, Handler] = {
@@ -129,23 +115,20 @@ class Runner:
         self.env = self._make_env()
         self.runtime_path = config.runtime_path or resolve_runtime(self.lang, self.env["PATH"])
         # They hold self.env itself: start() adds the input relay's address before any op.
+        context = ExecutionContext(
+            self.lang, self.runtime_path, config.work_dir, self.env, self.processes, self.send
+        )
+        self.batch = BatchMode(context)
+        self.query = QueryMode(context, self.inputs, self.private_dir)
         self.services = self._make_services()
         self.services.launchers.update(self._make_intrinsic().launchers())
-        self.models = self._make_models()
-
-    @property
-    def batch_env(self) -> dict[str, str]:
-        return {**self.env, "_BACKEND_BATCH_MODE": "1"}
+        self._models: ModelServices | None = None  # model services load at their first op
 
     # ---- life cycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
         self.env.update(await self._start_relay())
-        self.outsock.setsockopt(zmq.SNDHWM, SEND_HWM)
-        for sock in (self.insock, self.outsock):
-            sock.setsockopt(zmq.LINGER, LINGER_MS)
-        self.insock.bind(f"tcp://{self.config.bind}:{self.config.repl_in_port}")
-        self.outsock.bind(f"tcp://{self.config.bind}:{self.config.repl_out_port}")
+        self.channel.bind(self.config.bind, self.config.repl_in_port, self.config.repl_out_port)
         if not self.config.work_dir.is_dir():
             log.warning("the work directory %s does not exist", self.config.work_dir)
         log.info(
@@ -156,7 +139,7 @@ class Runner:
             self.config.repl_out_port,
             self.runtime_path,
         )
-        for job in (self._receive(), self._work(), self._initialize(), self._start_intrinsic()):
+        for job in (self._work(), self._initialize(), self._start_intrinsic()):
             self._spawn(job)
 
     def _make_services(self) -> ServiceHost:
@@ -178,8 +161,13 @@ class Runner:
         files = SshFiles(config.work_dir, config.config_dir, self.private_dir / "dropbear")
         return IntrinsicServices(files, self.env, config.agent_bin_dir)
 
-    def _make_models(self) -> ModelServices:
-        return ModelServices(self.services, self.report_health)
+    @property
+    def models(self) -> ModelServices:
+        if self._models is None:
+            from .services.model import ModelServices  # only sessions that serve a model
+
+            self._models = ModelServices(self.services, self.report_health)
+        return self._models
 
     async def _start_intrinsic(self) -> None:
         """sshd and ttyd, started at boot as the agent would start them; failures are only
@@ -217,16 +205,17 @@ class Runner:
         if self.background:  # let cancelled steps clean up, but never hang on a missing agent
             await asyncio.wait(self.background, timeout=SHUTDOWN_WAIT)
         await asyncio.gather(self.services.close(), self.processes.stop_all())
-        if self.jupyter is not None:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(5):
-                    await self.jupyter.shutdown()
+        await self.query.close()
         await self.relay.close()
-        self.zmq_context.destroy(linger=LINGER_MS)
+        self.channel.close()
         shutil.rmtree(self.private_dir, ignore_errors=True)
 
-    def _spawn(self, job: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(job)
+    def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
+        # Eager: a handler that needs no wait (e.g. status) is done before this returns.
+        task = asyncio.Task(job, loop=asyncio.get_running_loop(), eager_start=True)
+        if task.done():
+            self._forget(task)
+            return
         self.background.add(task)
         task.add_done_callback(self._forget)
 
@@ -239,27 +228,24 @@ class Runner:
                 log.error("a handler failed", exc_info=error)
 
     async def send(self, record: Record, payload: bytes) -> None:
-        async with self.send_lock:
-            await self.outsock.send_multipart([record.encode(), payload], copy=False)
+        await self.channel.send((record.encode(), payload))
 
     # ---- receiving and queueing -------------------------------------------------------------
 
-    async def _receive(self) -> None:
-        while True:
-            frames = await self.insock.recv_multipart()
-            try:
-                message = parse_message(frames)
-            except MalformedMessage as e:
-                log.warning("ignoring a malformed message: %s", e)
-                continue
-            log.debug("op %s (%d chars)", message.op, len(message.payload))
-            if message.op in self.queued_ops:
-                self.queue.put_nowait(message)
-                continue
-            try:  # a handler that fails at once must not end the loop either
-                self._spawn(self.dispatch[message.op](message.payload))
-            except Exception:
-                log.exception("%s failed", message.op)
+    def _receive(self, frames: list[bytes]) -> None:
+        try:
+            message = parse_message(frames)
+        except MalformedMessage as e:
+            log.warning("ignoring a malformed message: %s", e)
+            return
+        log.debug("op %s (%d chars)", message.op, len(message.payload))
+        if message.op in self.queued_ops:
+            self.queue.put_nowait(message)
+            return
+        try:  # a handler that fails at once must not stop receiving either
+            self._spawn(self.dispatch[message.op](message.payload))
+        except Exception:
+            log.exception("%s failed", message.op)
 
     async def _work(self) -> None:
         await self.ready.wait()
@@ -290,8 +276,6 @@ class Runner:
     async def _initialize(self) -> None:
         """Start-up steps run concurrently; a failure is reported, never fatal."""
         steps: list[tuple[str, Awaitable[None]]] = [("input relay", self._install_sitecustomize())]
-        if isinstance(self.lang.query, Jupyter):
-            steps.append(("Jupyter kernel", self._start_jupyter(self.lang.query.kernelspec)))
         if self.lang.init and os.path.exists(self.lang.init[0]):
             steps.append((self.lang.init[0], self._run_init_command(self.lang.init)))
         bootstrap = self.config.work_dir / "bootstrap.sh"
@@ -305,16 +289,6 @@ class Runner:
                     self.init_errors.append(f"{name} failed: {result}")
         finally:
             self.ready.set()
-
-    async def _start_jupyter(self, kernelspec: str) -> None:
-        is_python = kernelspec == "python"  # RUNTIME_PATH is then the kernel's interpreter
-        try:
-            self.jupyter = await JupyterKernel.start(
-                kernelspec, self.runtime_path, is_python, self.env, self.config.work_dir
-            )
-        except Exception as e:
-            self.jupyter_problem = f"the Jupyter kernel did not start: {e}"
-            raise
 
     async def _run_init_command(self, argv: Sequence[str]) -> None:
         """Run a start-up script; its output goes to the container log, its tail to errors."""
@@ -343,98 +317,19 @@ class Runner:
             output = tail.decode(errors="replace")
             raise RuntimeError(f"exit code {exit_code}; last output:\n{output}")
 
-    # ---- batch mode -------------------------------------------------------------------------
+    # ---- executions (queued) ------------------------------------------------------------------
 
     async def on_clean(self, command: str) -> None:
-        await self._finish(Record.CLEAN_FINISHED, self._batch_step(command, self.lang.clean))
+        await self._finish(Record.CLEAN_FINISHED, self.batch.clean(command))
 
     async def on_build(self, command: str) -> None:
-        async def build() -> int:
-            makefile = (self.config.work_dir / "Makefile").is_file()
-            steps = (Step("", ("make",)),) if command == "*" and makefile else self.lang.build
-            exit_code = await self._batch_step(command, steps)
-            self.build_failed = exit_code != 0
-            return exit_code
-
-        await self._finish(Record.BUILD_FINISHED, build())
+        await self._finish(Record.BUILD_FINISHED, self.batch.build(command))
 
     async def on_exec(self, command: str) -> None:
-        async def execute() -> int:
-            if self.build_failed:
-                self.build_failed = False
-                return 127
-            return await self._batch_step(command, self.lang.exec, batch=True)
-
-        await self._finish(Record.FINISHED, execute())
-
-    async def _batch_step(self, command: str, steps: Sequence[Step], batch: bool = False) -> int:
-        env = self.batch_env if batch else self.env
-        if command == "":
-            return 0
-        if command != "*":
-            return await self._run(["/bin/sh", "-c", command], env)
-        step = choose_step(steps, self.config.work_dir)
-        if step is None:
-            wanted = ", ".join(s.requires for s in steps) or "nothing"
-            message = f"no {self.lang.key} heuristic applies here (looked for: {wanted})\n"
-            await self.send(Record.STDERR, message.encode())
-            return 127
-        if not step.argv:
-            return 0
-        sources = find_sources(self.lang, self.config.work_dir)
-        return await self._run(expand_argv(step.argv, self._values(), env, sources), env)
-
-    def _values(self, **extra: str) -> dict[str, str]:
-        return {
-            "runtime": self.runtime_path,
-            "runtime_dir": os.path.dirname(self.runtime_path),
-            "work_dir": str(self.config.work_dir),
-            **extra,
-        }
-
-    async def _run(self, argv: Sequence[str], env: dict[str, str]) -> int:
-        return await self.processes.run(argv, env=env, cwd=self.config.work_dir, send=self.send)
-
-    # ---- query mode -------------------------------------------------------------------------
+        await self._finish(Record.FINISHED, self.batch.exec(command))
 
     async def on_code(self, code: str) -> None:
-        await self._finish(Record.FINISHED, self._query(code))
-
-    async def _query(self, code: str) -> int:
-        match self.lang.query:
-            case Jupyter():
-                if self.jupyter is None:
-                    await self.send(Record.STDERR, f"{self.jupyter_problem}\n".encode())
-                    return 127
-                return await self.jupyter.execute(code, self.send, self.inputs)
-            case Programs() as programs:
-                return await self._run_snippet(programs, code)
-            case Polly():
-                return await polly.speak(code, self.send)
-            case NoQuery(reason):
-                await self.send(Record.STDERR, f"{reason}\n".encode())
-                return 127
-
-    async def _run_snippet(self, programs: Programs, code: str) -> int:
-        """Compile and run a snippet in a private directory; the cwd stays the work dir."""
-        snippet_dir = Path(tempfile.mkdtemp(dir=self.private_dir, prefix="query-"))
-        try:
-            stem = query_stem(self.lang, code)
-            source = snippet_dir / f"{stem}{self.lang.suffix}"
-            prelude = programs.prelude
-            if prelude and code.lstrip().startswith(prelude.strip()):
-                prelude = ""
-            source.write_text(prelude + code, encoding="utf-8")
-            values = self._values(
-                src=str(source), bin=str(snippet_dir / "main"), dir=str(snippet_dir), stem=stem
-            )
-            for template in programs.commands:
-                exit_code = await self._run(expand_argv(template, values, self.env), self.env)
-                if exit_code != 0:
-                    return exit_code
-            return 0
-        finally:
-            shutil.rmtree(snippet_dir, ignore_errors=True)
+        await self._finish(Record.FINISHED, self.query.run(code))
 
     # ---- other ops --------------------------------------------------------------------------
 
@@ -442,8 +337,8 @@ class Runner:
         self.inputs.feed(text)
 
     async def on_interrupt(self, _: str) -> None:
-        if not self.processes.interrupt() and self.jupyter is not None:
-            await self.jupyter.interrupt(self.config.interrupt_grace)
+        if not self.processes.interrupt():
+            await self.query.interrupt(self.config.interrupt_grace)
 
     async def on_status(self, _: str) -> None:
         await self.send(Record.STATUS, encode_status(self.started_at))
@@ -451,14 +346,7 @@ class Runner:
     async def on_complete(self, payload: str) -> None:
         matches: list[str] = []
         try:
-            request = decode_json(payload)
-            if self.jupyter is not None and isinstance(request, dict):
-                code = str(request.get("code", ""))
-                cursor = request.get("cursor_pos")
-                cursor_pos = cursor if isinstance(cursor, int) else None
-                matches = await self.jupyter.complete(code, cursor_pos)
-        except (MalformedMessage, TimeoutError) as e:
-            log.info("completion gave no result: %s", e)
+            matches = await self.query.complete(payload)
         finally:
             await self.send(Record.COMPLETION, encode_json(matches))
 
