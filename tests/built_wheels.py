@@ -8,6 +8,7 @@ test environment, so what is imported from `ai.backend` comes from the wheels al
 
 from __future__ import annotations
 
+import ensurepip
 import os
 import site
 import subprocess
@@ -49,14 +50,19 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def create_venv_with_wheels(venv: Path, wheels: Iterable[Path]) -> Path:
-    """Creates `venv` with `wheels` installed and returns its Python interpreter."""
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=clean_env())
+    """Creates `venv` with `wheels` installed and returns its Python interpreter.
+
+    The virtualenv gets no pip of its own: installing one (ensurepip) took longer than all the
+    rest, once per test target. The wheels are installed by pip run from the very wheel
+    ensurepip would have installed it from."""
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, env=clean_env()
+    )
     python = venv / "bin" / "python"
     subprocess.run(
         [
             str(python),
-            "-m",
-            "pip",
+            str(_bundled_pip_wheel() / "pip"),
             "install",
             "--quiet",
             "--no-index",
@@ -76,6 +82,15 @@ def create_venv_with_wheels(venv: Path, wheels: Iterable[Path]) -> Path:
     ).stdout.strip()
     Path(venv_site, "test-environment.pth").write_text("\n".join(_lent_paths()) + "\n")
     return python
+
+
+def _bundled_pip_wheel() -> Path:
+    """The pip wheel of the standard library's ensurepip (pip runs from its wheel)."""
+    bundled = Path(ensurepip.__file__).parent / "_bundled"
+    wheels = sorted(bundled.glob("pip-*.whl"))
+    if not wheels:
+        raise RuntimeError(f"no pip wheel in {bundled} to install the built wheels with")
+    return wheels[-1]
 
 
 def _lent_paths() -> list[str]:

@@ -101,6 +101,14 @@ STOP_TIMEOUT = 10.0  # seconds the runner gets to exit after SIGTERM
 CALL_TIMEOUT = 30.0  # default limit for one agent-level call in a test
 API_VERSION = 4  # what the agents use (default_api_version)
 FLUSH_TIMEOUT = 2.0  # the agent's continuation flush timeout
+AGENT_DROPS_STEP_RECORDS = AGENT_GENERATION == (24, 9)
+"""Agent 24.9.14 ends a run's output queue on clean-finished/build-finished and drops every
+record that arrives before the client's `continue` (test_agent_runner.py marks the tests that
+meet it). The `continue` then only ever answers an empty `continued`."""
+DROPPED_RECORDS_EVIDENCE = 2
+"""Under that agent: this many empty `continued` answers in a row (FLUSH_TIMEOUT each) to the
+`continue` after a step ended show that the next step's records were dropped."""
+STEP_ENDS = ("clean-finished", "build-finished")
 
 # The agent's service-port list for the test kernel. `not-a-service` passes the agent's own
 # name check and must be refused by the runner (it is in no service definition).
@@ -270,6 +278,11 @@ class RunResult:
         return [(str(data[0]), str(data[1])) for kind, data in self.console if kind == "media"]
 
 
+def _has_output(result: NextResult) -> bool:
+    """Whether an answer carries any output: `console` (API v2+) or the v1 fields."""
+    return any(result.get(field) for field in ("console", "stdout", "stderr", "media", "html"))
+
+
 def _merge(results: Sequence[NextResult]) -> RunResult:
     console: list[tuple[str, Any]] = []
     for res in results:
@@ -289,6 +302,7 @@ class AgentSession:
     def __init__(self, loop: asyncio.AbstractEventLoop, runner: RunnerProcess) -> None:
         self.loop = loop
         self.runner = runner
+        self.step_ended: set[str] = set()  # runs whose last answer was one of STEP_ENDS
         self.kernel = self._make_kernel()
         self.run(self.kernel.init(cast(Any, DiscardingEventProducer())))
         self.run(self._wait_ready(), timeout=START_TIMEOUT + 5)
@@ -373,10 +387,28 @@ class AgentSession:
         api_version: int = API_VERSION,
     ) -> list[NextResult]:
         """One API request and its `continue`s until it returns something else than
-        `continued`, as the API client does; the agent's answers as they are."""
+        `continued`, as the API client does; the agent's answers as they are.
+
+        Under agent 24.9 (AGENT_DROPS_STEP_RECORDS), a `continue` after a step ended that gets
+        only empty `continued` answers fails the test as soon as DROPPED_RECORDS_EVIDENCE of
+        them show the defect, rather than when the call's time limit runs out."""
+        after_step_end = mode == "continue" and run_id in self.step_ended
+        self.step_ended.discard(run_id)
         results = [await self.execute_once(run_id, mode, text, opts, api_version)]
         while results[-1]["status"] == "continued":
+            if (
+                AGENT_DROPS_STEP_RECORDS
+                and after_step_end
+                and len(results) >= DROPPED_RECORDS_EVIDENCE
+                and not any(_has_output(result) for result in results)
+            ):
+                pytest.fail(
+                    f"agent {AGENT_VERSION} dropped the records of run {run_id} after its last "
+                    f"step ended: {len(results)} empty `continued` answers in a row"
+                )
             results.append(await self.execute_once(run_id, "continue", api_version=api_version))
+        if results[-1]["status"] in STEP_ENDS:
+            self.step_ended.add(run_id)
         return results
 
     async def execute_until_status(

@@ -29,9 +29,10 @@ shared_runner = pytest.mark.shared_runner
 # output queue (next_output_queue(), where 24.3 and 25.x call resume_output_queue()) and drops
 # every record that arrives before the client's `continue` opens a new one. A step that ends at
 # once (a failed build's skipped exec, a skipped step, a prompt, a missing command) loses its
-# records, `finished` included, so the call waits in vain; the published 24.9.14 runner fails
-# the same way. It is a race (a slower step's records arrive after the `continue`), hence not
-# strict. Under 24.3 and 25.x these tests must pass.
+# records, `finished` included, so the `continue` only ever gets empty `continued` answers (the
+# harness fails the test after a few of them, AgentSession.execute_results); the published
+# 24.9.14 runner fails the same way. It is a race (a slower step's records arrive after the
+# `continue`), hence not strict. Under 24.3 and 25.x these tests must pass.
 agent_24_9_drops_step_records = pytest.mark.xfail(
     AGENT_GENERATION == (24, 9),
     reason="agent 24.9.14 drops the records that follow clean-finished/build-finished until the"
