@@ -24,8 +24,7 @@ from release.proc import ModuleCommand, run_unchecked
 def check_install(wheels: Mapping[Artifact, Contents], wheelhouses: Sequence[Path]) -> list[str]:
     modules = sorted({m for contents in wheels.values() for m in importable_modules(contents)})
     with tempfile.TemporaryDirectory(prefix="release-verify-") as scratch:
-        # Resolving dependencies from a wheelhouse needs the venv's own pip (see make_venv).
-        python, pip = make_venv(Path(scratch) / "venv", own_pip=False if wheelhouses else None)
+        python, pip = make_venv(Path(scratch) / "venv")
         failure = _pip_install(pip, [w.path for w in wheels], wheelhouses)
         if failure:
             return [f"the wheels do not install together: {failure}"]
