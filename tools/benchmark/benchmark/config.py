@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
 
 STREAM_BYTES = 64 * 2**20
 STREAM_LINE = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ+/"
@@ -37,3 +39,8 @@ def progress(message: str) -> None:
 
 def notice(message: str) -> None:
     print(f"*** {message}", file=sys.stderr, flush=True)
+
+
+def median_or_none(samples: Sequence[float]) -> float | None:
+    """The median, or None when no sample was taken (the table says n/a)."""
+    return median(samples) if samples else None

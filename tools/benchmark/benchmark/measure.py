@@ -21,7 +21,7 @@ from .client import (
     status_round_trip,
     stream_throughput,
 )
-from .config import START_TIMEOUT, BenchError, Config, progress
+from .config import START_TIMEOUT, BenchError, Config, median_or_none, progress
 from .runners import RunningRunner, running
 
 INTERLEAVE_BLOCK = 20  # query samples per turn, runner and bare jupyter_client alternating
@@ -42,7 +42,7 @@ class RunnerResults:
 
     @property
     def first_status_median(self) -> float | None:
-        return median(self.first_status) if self.first_status else None
+        return median_or_none(self.first_status)
 
 
 def first_status(runner: RunningRunner) -> float:
@@ -195,11 +195,11 @@ class StatusRounds:
 
     @property
     def new_median(self) -> float | None:
-        return median(self.new) if self.new else None
+        return median_or_none(self.new)
 
     @property
     def upstream_median(self) -> float | None:
-        return median(self.upstream) if self.upstream else None
+        return median_or_none(self.upstream)
 
 
 def status_block(runner: RunningRunner, count: int) -> float:

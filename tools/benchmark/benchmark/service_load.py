@@ -11,12 +11,11 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from statistics import median
 from typing import Any
 
 from tests.support.processes import free_ports
 
-from .config import BenchError
+from .config import BenchError, median_or_none
 
 QUICK = "bench-quick"
 SLOW = [f"bench-slow{i}" for i in range(5)]
@@ -44,11 +43,11 @@ class ServiceResults:
 
     @property
     def start_median(self) -> float | None:
-        return median(self.start_to_started) if self.start_to_started else None
+        return median_or_none(self.start_to_started)
 
     @property
     def after_open_median(self) -> float | None:
-        return median(self.after_port_open) if self.after_port_open else None
+        return median_or_none(self.after_port_open)
 
 
 def write_definitions(directory: Path, stamp_dir: Path) -> None:
