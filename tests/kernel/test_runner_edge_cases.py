@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import platform
+import signal
+import subprocess
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -14,7 +17,7 @@ import pytest
 import zmq
 import zmq.asyncio
 
-from ai.backend.kernel.execution import ProcessManager
+from ai.backend.kernel.execution import ProcessManager, exit_code
 from ai.backend.kernel.input_relay import InputBroker
 from ai.backend.kernel.languages import LANGUAGES
 from ai.backend.kernel.protocol import Op, Record
@@ -91,6 +94,28 @@ def test_background_leftovers_do_not_hold_the_execution(
 
     assert kernel.stop() == 0
     assert wait_until(lambda: not is_running(leftover_process))  # stopped at shutdown
+
+
+@pytest.mark.parametrize("pidfd", [True, False], ids=["pidfd", "no-pidfd"])
+def test_exit_code_of_processes(pidfd: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a pidfd, or in a thread where the kernel (or a seccomp filter) refuses pidfds."""
+    if not pidfd:
+
+        def refused(pid: int, flags: int = 0) -> int:
+            raise OSError(38, "Function not implemented")
+
+        monkeypatch.setattr(os, "pidfd_open", refused)
+
+    async def exit_codes() -> list[int]:
+        exiting = subprocess.Popen(["/bin/sh", "-c", "exit 3"])
+        sleeping = subprocess.Popen(["/bin/sh", "-c", "exec sleep 30"])
+        waits = [exit_code(p) for p in (exiting, sleeping)]
+        await asyncio.sleep(0.2)
+        assert not waits[1].done()
+        sleeping.send_signal(signal.SIGKILL)
+        return await asyncio.wait_for(asyncio.gather(*waits), timeout=10)
+
+    assert asyncio.run(exit_codes()) == [3, -signal.SIGKILL]
 
 
 def test_no_syscall_table_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:

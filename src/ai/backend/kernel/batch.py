@@ -25,8 +25,8 @@ class BatchMode:
         return await self._step(command, self.context.lang.clean, self.context.env)
 
     async def build(self, command: str) -> int:
-        makefile = (self.context.work_dir / "Makefile").is_file()
-        steps = (Step("", ("make",)),) if command == "*" and makefile else self.context.lang.build
+        makefile = command == "*" and (self.context.work_dir / "Makefile").is_file()
+        steps = (Step("", ("make",)),) if makefile else self.context.lang.build
         exit_code = await self._step(command, steps, self.context.env)
         self.build_failed = exit_code != 0
         return exit_code

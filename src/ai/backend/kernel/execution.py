@@ -21,6 +21,7 @@ import os
 import platform
 import signal
 import struct
+import subprocess
 import sys
 import termios
 from collections.abc import Iterable, Mapping, Sequence
@@ -77,21 +78,23 @@ WAIT_SYSCALLS = {
 """Per architecture (``platform.machine()``); both are little-endian, as fd_set parsing assumes."""
 
 
-async def _wait_fd(
-    fd: int, *, writable: bool = False, until: asyncio.Future[Any] | None = None
+async def _wait_fds(
+    fds: Iterable[int], *, writable: bool = False, until: asyncio.Future[Any] | None = None
 ) -> None:
-    """Wait until ``fd`` is ready, or ``until`` is done."""
+    """Wait until one of ``fds`` is ready, or ``until`` is done."""
     loop = asyncio.get_running_loop()
     ready: asyncio.Future[None] = loop.create_future()
+    watch, unwatch = (
+        (loop.add_writer, loop.remove_writer) if writable else (loop.add_reader, loop.remove_reader)
+    )
 
     def wake(_: object = None) -> None:
         if not ready.done():
             ready.set_result(None)
 
-    if writable:
-        loop.add_writer(fd, wake)
-    else:
-        loop.add_reader(fd, wake)
+    watched = list(fds)
+    for fd in watched:
+        watch(fd, wake)
     if until is not None:
         until.add_done_callback(wake)
     try:
@@ -99,34 +102,65 @@ async def _wait_fd(
     finally:
         if until is not None:
             until.remove_done_callback(wake)
-        if writable:
-            loop.remove_writer(fd)
-        else:
-            loop.remove_reader(fd)
+        for fd in watched:
+            unwatch(fd)
 
 
-async def _forward(
-    fd: int, record: Record, send: RecordSink, until: asyncio.Future[Any] | None = None
-) -> bool:
-    """Forward a pipe until EOF (True), or until ``until`` is done and the pipe is empty (False).
+async def _relay(
+    outputs: Mapping[int, Record], send: RecordSink, until: asyncio.Future[Any] | None = None
+) -> list[int]:
+    """Forward pipes until EOF, or until ``until`` is done and they are empty; returns the
+    ones still open then.
 
     Awaiting each send keeps memory bounded (backpressure).  With ``until`` the program's exit:
-    all it wrote is in the pipe by then, so what comes later is its leftovers' output.
+    all it wrote is in the pipes by then, so what comes later is its leftovers' output.
     """
-    while True:
-        try:
-            chunk = os.read(fd, CHUNK_SIZE)
-        except BlockingIOError:
+    pending = dict(outputs)
+    while pending:
+        idle, short = True, False
+        for fd, record in list(pending.items()):
+            try:
+                chunk = os.read(fd, CHUNK_SIZE)
+            except BlockingIOError:
+                continue
+            idle = False
+            if not chunk:
+                del pending[fd]
+                continue
+            await send(record, chunk)
+            short = short or len(chunk) < CHUNK_SIZE
+        if idle:
             if until is not None and until.done():
-                return False
-            await _wait_fd(fd, until=until)
-            continue
-        if not chunk:
-            return True
-        await send(record, chunk)
-        if len(chunk) < CHUNK_SIZE:
+                break
+            await _wait_fds(pending, until=until)
+        elif short:
             # Let a busy writer fill the pipe: fewer, larger records cost far less.
             await asyncio.sleep(COALESCE_DELAY)
+    return list(pending)
+
+
+def exit_code(proc: subprocess.Popen[bytes]) -> asyncio.Future[int]:
+    """``proc``'s exit code to come: its pidfd watched by the event loop (asyncio's subprocess
+    transports cost a batch ``exec`` more than the spawn itself), or where pidfds are missing
+    (Linux before 5.3, or a seccomp filter that refuses them) a thread that waits."""
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except OSError:
+        return asyncio.ensure_future(asyncio.to_thread(proc.wait))
+    loop = asyncio.get_running_loop()
+    exited: asyncio.Future[int] = loop.create_future()
+
+    def on_exit() -> None:
+        if not exited.done():
+            exited.set_result(proc.wait())
+
+    def release(_: object) -> None:  # also when the execution is cancelled
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+
+    loop.add_reader(pidfd, on_exit)
+    exited.add_done_callback(release)
+    return exited
 
 
 async def _to_container_log(_: Record, chunk: bytes) -> None:
@@ -138,7 +172,7 @@ async def _to_container_log(_: Record, chunk: bytes) -> None:
 async def _drain_to_log(fd: int) -> None:
     """Copy leftovers' output to the container log until they all close the pipe."""
     try:
-        await _forward(fd, Record.STDOUT, _to_container_log)
+        await _relay({fd: Record.STDOUT}, _to_container_log)
     finally:
         os.close(fd)
 
@@ -149,7 +183,7 @@ async def _write_all(fd: int, data: bytes) -> None:
         try:
             view = view[os.write(fd, view) :]
         except BlockingIOError:
-            await _wait_fd(fd, writable=True)
+            await _wait_fds([fd], writable=True)
 
 
 def session_members(session: int) -> list[int]:
@@ -252,18 +286,39 @@ def someone_waits_on(session: int, pipe_fd: int, syscalls: WaitSyscalls) -> bool
     return any(_reads_pipe(pid, pipe_link, syscalls) for pid in session_members(session))
 
 
-async def _feed_stdin(
-    session: int, pipe_fd: int, inputs: InputBroker, syscalls: WaitSyscalls
-) -> None:
-    delay = STDIN_POLL_FIRST
-    while True:
-        await asyncio.sleep(delay)
-        if someone_waits_on(session, pipe_fd, syscalls):
-            text = await inputs.ask_line()
-            await _write_all(pipe_fd, (text + "\n").encode("utf-8"))
-            delay = STDIN_POLL_FIRST
-        else:
-            delay = min(delay * 2, STDIN_POLL_MAX)
+class StdinFeeder:
+    """Writes a line of the agent's input into a session's stdin pipe whenever one of its
+    processes waits on it, looking more and more rarely while none does. Looking starts after
+    ``STDIN_POLL_FIRST`` from a timer, so that a short execution never pays for a task."""
+
+    def __init__(
+        self, session: int, pipe_fd: int, inputs: InputBroker, syscalls: WaitSyscalls
+    ) -> None:
+        self._session, self._pipe_fd, self._inputs = session, pipe_fd, inputs
+        self._syscalls = syscalls
+        self._task: asyncio.Task[None] | None = None
+        self._timer = asyncio.get_running_loop().call_later(STDIN_POLL_FIRST, self._start)
+
+    def _start(self) -> None:
+        self._task = asyncio.create_task(self._feed())
+
+    async def _feed(self) -> None:
+        delay = STDIN_POLL_FIRST
+        while True:
+            if someone_waits_on(self._session, self._pipe_fd, self._syscalls):
+                text = await self._inputs.ask_line()
+                await _write_all(self._pipe_fd, (text + "\n").encode("utf-8"))
+                delay = STDIN_POLL_FIRST
+            else:
+                delay = min(delay * 2, STDIN_POLL_MAX)
+            await asyncio.sleep(delay)
+
+    async def stop(self) -> None:
+        self._timer.cancel()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
 
 
 def _make_pipe() -> tuple[int, int]:
@@ -339,12 +394,12 @@ class ProcessManager:
         err_r, err_w = _make_pipe()
         child_ends = (stdin_r, out_w, err_w)
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
+            proc = subprocess.Popen(
+                argv,
                 stdin=stdin_r,
                 stdout=out_w,
                 stderr=err_w,
-                env=dict(env),
+                env=env,
                 cwd=cwd,
                 start_new_session=True,
             )
@@ -359,33 +414,28 @@ class ProcessManager:
             os.set_blocking(fd, False)
         self._track(proc.pid)
         feeder = self._start_feeder(proc.pid, stdin_w)
-        exited = asyncio.ensure_future(proc.wait())
+        exited = exit_code(proc)
         outputs = {out_r: Record.STDOUT, err_r: Record.STDERR}
         try:
-            at_eof = await asyncio.gather(
-                *(_forward(fd, record, send, exited) for fd, record in outputs.items())
-            )
-            for fd, closed in zip(list(outputs), at_eof, strict=True):
-                if not closed:  # still open in a background process: the container log's now
-                    del outputs[fd]
-                    self._drain_later(fd)
+            for fd in await _relay(outputs, send, exited):
+                # Still open in a background process: the container log's now.
+                del outputs[fd]
+                self._drain_later(fd)
             return await exited
         finally:
             exited.cancel()
             if feeder is not None:
-                feeder.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await feeder
+                await feeder.stop()
             for fd in (stdin_w, *outputs):
                 os.close(fd)
             self._running.discard(proc.pid)
             if proc.returncode is None:  # cancelled while running: take the tree down with us
                 _signal_group(proc.pid, signal.SIGKILL)
 
-    def _start_feeder(self, session: int, stdin_w: int) -> asyncio.Task[None] | None:
+    def _start_feeder(self, session: int, stdin_w: int) -> StdinFeeder | None:
         if self._syscalls is None:
             return None
-        return asyncio.create_task(_feed_stdin(session, stdin_w, self._inputs, self._syscalls))
+        return StdinFeeder(session, stdin_w, self._inputs, self._syscalls)
 
     def _drain_later(self, fd: int) -> None:
         task = asyncio.create_task(_drain_to_log(fd))
