@@ -29,7 +29,11 @@ after a few queries and batch runs (query mode loaded), and "runner + children" 
 descendant, which is mostly the Jupyter kernel.
 
 The last table holds the aims: each of this runner's figures with its limit (a multiple of
-upstream's figure or of a baseline from the same run, or a fixed value) and PASS or MISS.
+upstream's figure or of a baseline from the same run, or a fixed value) and PASS or MISS, and
+beside it the floor: the same figure of a bare synchronous runner on pyzmq (``floor.py``),
+measured alike in the same run (and in turns with both runners for `status`). No runner can do
+better than that bare loop, so where the floor misses a limit too, the table says so: the aim
+is then out of reach on this machine.
 
 Services (``services.py``): start-service to `started` for a program that listens at once (and
 the part after its port opened), and the worst `status` round trip while five slow services

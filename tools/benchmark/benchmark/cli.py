@@ -13,7 +13,8 @@ from tests.support.processes import RunnerCommand
 
 from .baselines import jupyter_baseline, measure_baselines
 from .config import Config, progress
-from .measure import RunnerResults, bench_runner, bench_status_rounds
+from .floor import floor_command
+from .measure import RunnerResults, bench_floor, bench_runner, bench_status_rounds
 from .report import Measured, report
 from .runners import describe_new_runner, new_runner_command
 from .services import bench_services
@@ -98,8 +99,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress("starting a bare jupyter_client kernel for the query baseline")
         with jupyter_baseline(cfg, new_command.env) as paired:
             new = bench_runner(new_command, cfg, paired)
-        status = bench_status_rounds(new_command, up_command, cfg)
+        floor_cmd = floor_command(cfg.new_python, new_command.env, cfg.log_dir / "floor")
+        floor = bench_floor(floor_cmd, cfg)
+        status = bench_status_rounds(new_command, up_command, floor_cmd, cfg)
         baselines = measure_baselines(cfg, new.paired_jupyter_rtt)
         services = bench_services(cfg)
-        report(cfg, Measured(upstream, new, status, baselines), services)
+        report(cfg, Measured(upstream, new, floor, status, baselines), services)
     return 0

@@ -58,12 +58,15 @@ def first_status(runner: RunningRunner) -> float:
     return reply.answered_at - runner.process.started
 
 
-def warm_up(runner: RunningRunner) -> None:
-    """The first query may wait for the Jupyter kernel; then a few of each kind."""
-    query_round_trip(runner.client)
+def warm_up(runner: RunningRunner, query: bool = True) -> None:
+    """The first query may wait for the Jupyter kernel; then a few of each kind (no queries
+    for the floor, which has no query mode)."""
+    if query:
+        query_round_trip(runner.client)
     for _ in range(5):
         status_round_trip(runner.client)
-        query_round_trip(runner.client)
+        if query:
+            query_round_trip(runner.client)
         batch_round_trip(runner.client)
     runner.client.drain(0.3)
 
@@ -103,10 +106,15 @@ def measure_round_trips(
         mine, theirs = interleaved(queries, paired.samples, iterations)
         results.query_rtt, results.paired_jupyter_rtt = median(mine), median(theirs)
 
-    def batch() -> None:
-        results.batch_rtt = median(repeat(lambda: batch_round_trip(client), iterations))
-
     attempt(results, "query", query)
+    measure_batch(runner, iterations, results)
+
+
+def measure_batch(runner: RunningRunner, iterations: int, results: RunnerResults) -> None:
+    def batch() -> None:
+        samples = repeat(lambda: batch_round_trip(runner.client), iterations)
+        results.batch_rtt = median(samples)
+
     attempt(results, "batch", batch)
 
 
@@ -184,6 +192,24 @@ def bench_runner(
     return results
 
 
+def bench_floor(command: RunnerCommand, cfg: Config) -> RunnerResults:
+    """The bare runner (floor.py), measured as the runners are, but for queries: it has no
+    query mode. Its python has run the runner already, so pyzmq's bytecode is compiled."""
+    results = RunnerResults()
+    progress(f"floor: {cfg.starts} starts, batch round trips, stream, memory")
+    try:
+        for index in range(cfg.starts):
+            with running(command, cfg.log_dir) as runner:
+                if measure_start(runner, results) and index == cfg.starts - 1:
+                    measure_idle_rss(runner, results)
+                    attempt(results, "warm-up", lambda: warm_up(runner, query=False))
+                    measure_batch(runner, cfg.iterations, results)
+                    measure_stream(runner, cfg.stream_runs, results)
+    except BenchError as exc:
+        results.errors.append(str(exc))
+    return results
+
+
 @dataclass
 class StatusRounds:
     """`status` round trips of both runners, running side by side and timed in turns: per
@@ -191,6 +217,7 @@ class StatusRounds:
 
     new: list[float] = field(default_factory=list)
     upstream: list[float] = field(default_factory=list)
+    floor: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -200,6 +227,10 @@ class StatusRounds:
     @property
     def upstream_median(self) -> float | None:
         return median_or_none(self.upstream)
+
+    @property
+    def floor_median(self) -> float | None:
+        return median_or_none(self.floor)
 
 
 def status_block(runner: RunningRunner, count: int) -> float:
@@ -217,20 +248,24 @@ def take_status_rounds(
 
 
 def bench_status_rounds(
-    new_command: RunnerCommand, upstream_command: RunnerCommand | None, cfg: Config
+    new_command: RunnerCommand,
+    upstream_command: RunnerCommand | None,
+    floor_command: RunnerCommand,
+    cfg: Config,
 ) -> StatusRounds:
     results = StatusRounds()
-    commands = {"new": new_command}
+    commands = {"new": new_command, "floor": floor_command}
     if upstream_command is not None:
         commands["upstream"] = upstream_command
     progress(f"status round trips in turns: {cfg.status_rounds} rounds of {cfg.iterations}")
     try:
         with ExitStack() as stack:
             runners = {k: stack.enter_context(running(c, cfg.log_dir)) for k, c in commands.items()}
-            for runner in runners.values():  # both idle with their Jupyter kernel up
+            for label, runner in runners.items():  # all idle, Jupyter kernels up
                 first_status(runner)
-                warm_up(runner)
-            take_status_rounds(runners, cfg, {"new": results.new, "upstream": results.upstream})
+                warm_up(runner, query=label != "floor")
+            rounds = {"new": results.new, "upstream": results.upstream, "floor": results.floor}
+            take_status_rounds(runners, cfg, rounds)
     except BenchError as exc:
         results.errors.append(f"status rounds: {exc}")
     return results
