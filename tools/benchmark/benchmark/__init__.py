@@ -18,10 +18,11 @@ environment), so that every later start runs from compiled bytecode as an instal
 environment does; without that, a pex venv without .pyc files costs ~13 MB of RSS and start-up
 time that the upstream virtualenv (compiled by pip) does not pay. Then, per runner: N starts
 (median time to the first `status` reply), and in the last start idle memory, a warm-up, the
-query and batch round trips (medians) and the 64 MiB streams (median run). The bare
-jupyter_client baseline (a plain ipykernel, ``execute_interactive("pass")``, same python as
-this runner) is timed in blocks taken in turns with this runner's queries, so that both see the
-same machine load.
+query and batch round trips (medians) and the 64 MiB streams (median run). The baselines are
+taken in turns with this runner's own samples, so that both see the same machine load: the bare
+jupyter_client (a plain ipykernel, ``execute_interactive("pass")``, same python as this runner)
+in blocks with its queries, bare ``sh -c true`` spawns in blocks with its batch runs, and a
+plain pipe's 64 MiB after each of its streams.
 
 Memory: "idle RSS, runner process" is the runner process alone 1 s after its first `status`
 reply, before anything else is asked (what every session pays); "after warm-up" is the same

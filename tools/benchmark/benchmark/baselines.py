@@ -11,12 +11,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import median
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from tests.support.processes import stop_process_tree
 
 from .client import repeat
 from .config import STREAM_BYTES, STREAM_CMD, BenchError, Config, notice, progress
+
+if TYPE_CHECKING:
+    from .measure import RunnerResults
 
 JUPYTER_BASELINE = """
 import json, sys, time
@@ -102,8 +105,8 @@ class Baselines:
     errors: list[str] = field(default_factory=list)
 
 
-def spawn_baseline(iterations: int) -> float:
-    return median(repeat(lambda: subprocess.run(["sh", "-c", "true"]), iterations))
+def spawn_samples(count: int) -> list[float]:
+    return repeat(lambda: subprocess.run(["sh", "-c", "true"]), count)
 
 
 def pipe_once() -> float:
@@ -120,15 +123,14 @@ def pipe_once() -> float:
     return STREAM_BYTES / (time.perf_counter() - start)
 
 
-def pipe_baseline(runs: int) -> float:
-    return median([pipe_once() for _ in range(runs)])
-
-
-def measure_baselines(cfg: Config, paired_jupyter: float | None) -> Baselines:
-    base = Baselines(jupyter_rtt=paired_jupyter)
-    if paired_jupyter is None:
+def measure_baselines(cfg: Config, paired: RunnerResults) -> Baselines:
+    """The baselines taken in turns with this runner's samples, else (when its measurement
+    failed) on their own now."""
+    base = Baselines(paired.paired_jupyter_rtt, paired.paired_spawn, paired.paired_pipe)
+    if base.jupyter_rtt is None:
         base.errors.append("jupyter_client baseline: not measured (see above)")
-    progress("baselines: sh -c true, pipe")
-    base.spawn = spawn_baseline(max(cfg.iterations, 50))
-    base.pipe = pipe_baseline(cfg.stream_runs)
+    if base.spawn is None or base.pipe is None:
+        progress("baselines: sh -c true, pipe")
+        base.spawn = base.spawn or median(spawn_samples(max(cfg.iterations, 50)))
+        base.pipe = base.pipe or median([pipe_once() for _ in range(cfg.stream_runs)])
     return base

@@ -102,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         floor_cmd = floor_command(cfg.new_python, new_command.env, cfg.log_dir / "floor")
         floor = bench_floor(floor_cmd, cfg)
         status = bench_status_rounds(new_command, up_command, floor_cmd, cfg)
-        baselines = measure_baselines(cfg, new.paired_jupyter_rtt)
+        baselines = measure_baselines(cfg, new)
         services = bench_services(cfg)
         report(cfg, Measured(upstream, new, floor, status, baselines), services)
     return 0

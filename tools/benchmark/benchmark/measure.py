@@ -12,7 +12,7 @@ from statistics import median
 from ai.backend.kernel.agent_client import RunnerExited, RunnerTimeout
 from tests.support.processes import RunnerCommand, rss_bytes, tree_rss_bytes
 
-from .baselines import JupyterBaseline
+from .baselines import JupyterBaseline, pipe_once, spawn_samples
 from .client import (
     StreamResult,
     batch_round_trip,
@@ -37,7 +37,11 @@ class RunnerResults:
     rss_warm: int | None = None  # after the warm-up (query mode loaded)
     rss_warm_tree: int | None = None
     rss_after_stream: int | None = None
-    paired_jupyter_rtt: float | None = None  # bare jupyter_client, interleaved with queries
+    # Baselines sampled in turns with this runner's samples: bare jupyter_client with the
+    # queries, `sh -c true` with the batch runs, the plain pipe with the streams.
+    paired_jupyter_rtt: float | None = None
+    paired_spawn: float | None = None
+    paired_pipe: float | None = None  # bytes per second
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -107,13 +111,23 @@ def measure_round_trips(
         results.query_rtt, results.paired_jupyter_rtt = median(mine), median(theirs)
 
     attempt(results, "query", query)
-    measure_batch(runner, iterations, results)
+    measure_batch(runner, iterations, results, paired=paired is not None)
 
 
-def measure_batch(runner: RunningRunner, iterations: int, results: RunnerResults) -> None:
+def measure_batch(
+    runner: RunningRunner, iterations: int, results: RunnerResults, paired: bool = False
+) -> None:
+    """Batch round trips, in turns with bare spawns if ``paired``."""
+
+    def batches(count: int) -> list[float]:
+        return repeat(lambda: batch_round_trip(runner.client), count)
+
     def batch() -> None:
-        samples = repeat(lambda: batch_round_trip(runner.client), iterations)
-        results.batch_rtt = median(samples)
+        if not paired:
+            results.batch_rtt = median(batches(iterations))
+            return
+        mine, spawns = interleaved(batches, spawn_samples, iterations)
+        results.batch_rtt, results.paired_spawn = median(mine), median(spawns)
 
     attempt(results, "batch", batch)
 
@@ -130,10 +144,19 @@ def measure_warm_rss(runner: RunningRunner, results: RunnerResults) -> None:
     results.rss_warm_tree = tree_rss_bytes(runner.process.proc.pid)
 
 
-def measure_stream(runner: RunningRunner, runs: int, results: RunnerResults) -> None:
+def measure_stream(
+    runner: RunningRunner, runs: int, results: RunnerResults, paired: bool = False
+) -> None:
+    """The 64 MiB streams (median run), each followed by a plain pipe's if ``paired``."""
+
     def stream() -> None:
-        samples = [stream_throughput(runner.client) for _ in range(runs)]
+        samples, pipes = [], []
+        for _ in range(runs):
+            samples.append(stream_throughput(runner.client))
+            if paired:
+                pipes.append(pipe_once())
         results.stream = sorted(samples, key=lambda s: s.seconds)[len(samples) // 2]
+        results.paired_pipe = median_or_none(pipes)
         time.sleep(1.0)
         results.rss_after_stream = rss_bytes(runner.process.proc.pid)
 
@@ -160,7 +183,7 @@ def measure_everything(
         return
     measure_warm_rss(runner, results)
     measure_round_trips(runner, cfg, results, paired)
-    measure_stream(runner, cfg.stream_runs, results)
+    measure_stream(runner, cfg.stream_runs, results, paired=paired is not None)
 
 
 def prime(command: RunnerCommand, cfg: Config) -> None:
@@ -177,6 +200,8 @@ def prime(command: RunnerCommand, cfg: Config) -> None:
 def bench_runner(
     command: RunnerCommand, cfg: Config, paired: JupyterBaseline | None = None
 ) -> RunnerResults:
+    """With ``paired`` (this repository's runner), the baselines are sampled in turns with its
+    own samples: bare jupyter_client with queries, spawns with batch runs, pipes with streams."""
     results = RunnerResults()
     try:
         progress(f"{command.label}: priming (untimed start)")

@@ -147,8 +147,8 @@ def comparison_table(rows: Sequence[Row]) -> str:
 def baseline_table(base: Baselines) -> str:
     rows = [
         ["bare jupyter_client execute `pass` (median, in turns)", fmt(base.jupyter_rtt, "ms")],
-        ["bare `sh -c true` spawn (median)", fmt(base.spawn, "ms")],
-        ["plain pipe, 64 MiB (median)", fmt(base.pipe, "MB/s")],
+        ["bare `sh -c true` spawn (median, in turns with batch runs)", fmt(base.spawn, "ms")],
+        ["plain pipe, 64 MiB (median, each after a stream)", fmt(base.pipe, "MB/s")],
     ]
     return render_table(["baseline", "value"], rows)
 
