@@ -219,3 +219,42 @@ def test_failing_handlers_do_not_stop_the_loops(tmp_path: Path) -> None:
     records = asyncio.run(_run_with_failing_handlers(tmp_path))
     kinds = [kind.decode() for kind, _ in records]
     assert sorted(kinds) == [Record.CLEAN_FINISHED, Record.STATUS]
+
+
+async def _run_queued_ops(tmp_path: Path) -> tuple[list[str], list[str]]:
+    runner = Runner(_config(tmp_path))
+    steps: list[str] = []
+
+    async def code(payload: str) -> None:
+        steps.append(f"start {payload}")
+        await asyncio.sleep(0.3 if payload == "slow" else 0)
+        steps.append(f"end {payload}")
+
+    runner.dispatch[Op.CODE] = code
+    try:
+        await runner.start()
+        context = zmq.asyncio.Context()
+        push, pull = context.socket(zmq.PUSH), context.socket(zmq.PULL)
+        push.connect(f"tcp://127.0.0.1:{runner.config.repl_in_port}")
+        pull.connect(f"tcp://127.0.0.1:{runner.config.repl_out_port}")
+        try:
+            for op, payload in [(Op.CODE, "slow"), (Op.CODE, "next"), (Op.CODE, "last"),
+                                (Op.STATUS, ""), (Op.CLEAN, "")]:  # fmt: skip
+                await push.send_multipart([op.encode(), payload.encode()])
+            kinds: list[str] = []
+            async with asyncio.timeout(30):
+                while Record.CLEAN_FINISHED not in kinds:
+                    kinds.append((await pull.recv_multipart())[0].decode())
+        finally:
+            context.destroy(linger=0)
+        return steps, kinds
+    finally:
+        await runner.close()
+
+
+def test_queued_ops_run_one_at_a_time_in_order(tmp_path: Path) -> None:
+    """Each waits for the one queued before it, however long that takes; status does not."""
+    steps, kinds = asyncio.run(_run_queued_ops(tmp_path))
+    names = ["slow", "next", "last"]
+    assert steps == [f"{when} {name}" for name in names for when in ("start", "end")]
+    assert kinds == [Record.STATUS, Record.CLEAN_FINISHED]

@@ -90,7 +90,7 @@ class Runner:
         self.relay = InputRelay(self.inputs)
         self.init_errors: list[str] = []
         self.ready = asyncio.Event()
-        self.queue: asyncio.Queue[Message] = asyncio.Queue()
+        self.last_queued: asyncio.Task[None] | None = None  # the queue's tail
         self.background: set[asyncio.Task[None]] = set()
         self.channel = AgentChannel(self._receive)
         # The one place that says how each op is handled.  Queued ops run one at a time, in
@@ -139,7 +139,7 @@ class Runner:
             self.config.repl_out_port,
             self.runtime_path,
         )
-        for job in (self._work(), self._initialize(), self._start_intrinsic()):
+        for job in (self._initialize(), self._start_intrinsic()):
             self._spawn(job)
 
     def _make_services(self) -> ServiceHost:
@@ -210,14 +210,15 @@ class Runner:
         self.channel.close()
         shutil.rmtree(self.private_dir, ignore_errors=True)
 
-    def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, job: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         # Eager: a handler that needs no wait (e.g. status) is done before this returns.
         task = asyncio.Task(job, loop=asyncio.get_running_loop(), eager_start=True)
         if task.done():
             self._forget(task)
-            return
+            return task
         self.background.add(task)
         task.add_done_callback(self._forget)
+        return task
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         self.background.discard(task)
@@ -240,25 +241,28 @@ class Runner:
             return
         log.debug("op %s (%d chars)", message.op, len(message.payload))
         if message.op in self.queued_ops:
-            self.queue.put_nowait(message)
+            self.last_queued = self._spawn(self._run_queued(message, self.last_queued))
             return
         try:  # a handler that fails at once must not stop receiving either
             self._spawn(self.dispatch[message.op](message.payload))
         except Exception:
             log.exception("%s failed", message.op)
 
-    async def _work(self) -> None:
+    async def _run_queued(self, message: Message, previous: asyncio.Task[None] | None) -> None:
+        """Queued ops run one at a time, in order, once start-up is done: each one waits for
+        the one queued before it. Its task starts eagerly, so an op that waits for nothing runs
+        inside the receive callback, without a turn of the event loop."""
+        if previous is not None and not previous.done():
+            await asyncio.wait([previous])
         await self.ready.wait()
-        while True:
-            message = await self.queue.get()
-            try:
-                if self.init_errors:
-                    report = "".join(f"[runner start-up] {e}\n" for e in self.init_errors)
-                    self.init_errors.clear()
-                    await self.send(Record.STDERR, report.encode())
-                await self.dispatch[message.op](message.payload)
-            except Exception:
-                log.exception("%s failed", message.op)
+        try:
+            if self.init_errors:
+                report = "".join(f"[runner start-up] {e}\n" for e in self.init_errors)
+                self.init_errors.clear()
+                await self.send(Record.STDERR, report.encode())
+            await self.dispatch[message.op](message.payload)
+        except Exception:
+            log.exception("%s failed", message.op)
 
     async def _finish(self, record: Record, step: Awaitable[int]) -> None:
         """Run an execution step and always answer with its finished record."""
