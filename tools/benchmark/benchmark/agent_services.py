@@ -5,7 +5,11 @@ driven by that agent's kernel and code-runner classes as tests/agent's harness a
 Run in the resolve of the agent to measure (``tools/benchmark/agent-services`` runs 24.3.11's
 and 25.5.2's one after the other)::
 
-    ./pants run tools/benchmark/benchmark:agent-services-agent-25_5 -- --wheel WHEEL
+    ./pants run tools/benchmark/benchmark:agent-services-agent-25_5 -- --wheel WHEEL \\
+        --results-dir DIR
+
+Each run keeps its agent's figures in DIR and prints a table with one column per agent found
+there, so the last of several runs into one DIR compares them side by side.
 
 - "start-service -> started": ``kernel.start_service`` of a program that listens at once, until
   it returns ``started``; "after the port opened" is the part of it after the program's
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 import tempfile
 import time
@@ -99,23 +104,45 @@ def measure(wheel: Path, tmp: Path) -> ServiceResults:
     return out
 
 
-def table(results: ServiceResults) -> str:
-    rows = [
-        ["start-service -> started (median)", fmt(results.start_median, "ms")],
-        ["  of which after the port opened", fmt(results.after_open_median, "ms")],
-        ["worst status round trip, 5 starting", fmt(results.worst_status_rtt, "ms")],
-    ]
-    lines = [render_table(["services", f"through agent {AGENT_VERSION}"], rows)]
-    return "\n".join(lines + [f"  ! {error}" for error in results.errors])
+ROWS = [
+    ("start-service -> started (median)", "start_median"),
+    ("  of which after the port opened", "after_open_median"),
+    ("worst status round trip, 5 starting", "worst_status_rtt"),
+]
+
+
+def save(results: ServiceResults, directory: Path) -> None:
+    """This agent's figures, for the table of every agent measured into ``directory``."""
+    figures = {attr: getattr(results, attr) for _, attr in ROWS} | {"errors": results.errors}
+    partial = directory / f".{AGENT_VERSION}.json.partial"
+    partial.write_text(json.dumps(figures))
+    partial.replace(directory / f"{AGENT_VERSION}.json")
+
+
+def table(directory: Path) -> str:
+    """One column per agent measured into ``directory``, oldest first."""
+    saved = {p.stem: json.loads(p.read_text()) for p in directory.glob("*.json")}
+    agents = sorted(saved, key=lambda v: [int(n) if n.isdigit() else -1 for n in v.split(".")])
+    headers = ["services", *(f"through agent {agent}" for agent in agents)]
+    rows = [[label, *(fmt(saved[a][attr], "ms") for a in agents)] for label, attr in ROWS]
+    errors = [f"  ! agent {a}: {error}" for a in agents for error in saved[a]["errors"]]
+    return "\n".join([render_table(headers, rows), *errors])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="agent-services", description=__doc__)
     parser.add_argument("--wheel", type=Path, required=True, help="backend_ai_kernel-*.whl")
+    parser.add_argument(
+        "--results-dir",
+        type=Path,
+        required=True,
+        help="where each agent's figures are kept; the table shows every agent found there",
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bai-kernel-agent-bench-") as tmp:
         results = measure(args.wheel.resolve(), Path(tmp))
-    print(table(results))
+    save(results, args.results_dir)
+    print(table(args.results_dir))
     return 1 if results.errors else 0
 
 
