@@ -181,16 +181,17 @@ async def _fails_later(_: str) -> None:
     raise RuntimeError("a handler bug")
 
 
-async def _exchange(runner: Runner, ops: list[Op]) -> list[tuple[bytes, bytes]]:
-    """Send ``ops`` to a started runner; the records up to a status reply and clean-finished."""
+async def _exchange(runner: Runner, ops: list[tuple[Op, str]]) -> list[tuple[bytes, bytes]]:
+    """Send ``ops`` (with their payloads) to a started runner; the records up to a status reply
+    and clean-finished."""
     context = zmq.asyncio.Context()
     push, pull = context.socket(zmq.PUSH), context.socket(zmq.PULL)
     push.connect(f"tcp://127.0.0.1:{runner.config.repl_in_port}")
     pull.connect(f"tcp://127.0.0.1:{runner.config.repl_out_port}")
     records: list[tuple[bytes, bytes]] = []
     try:
-        for op in ops:
-            await push.send_multipart([op.encode(), b""])
+        for op, text in ops:
+            await push.send_multipart([op.encode(), text.encode()])
         async with asyncio.timeout(30):  # a dead loop would never answer: fail, do not hang
             while {Record.STATUS.encode(), Record.CLEAN_FINISHED.encode()} - {
                 kind for kind, _ in records
@@ -210,7 +211,7 @@ async def _run_with_failing_handlers(tmp_path: Path) -> list[tuple[bytes, bytes]
     try:
         await runner.start()
         ops = [Op.EVENT, Op.GET_APPS, Op.CODE, Op.STATUS, Op.CLEAN]
-        return await _exchange(runner, ops)
+        return await _exchange(runner, [(op, "") for op in ops])
     finally:
         await runner.close()
 
@@ -221,7 +222,7 @@ def test_failing_handlers_do_not_stop_the_loops(tmp_path: Path) -> None:
     assert sorted(kinds) == [Record.CLEAN_FINISHED, Record.STATUS]
 
 
-async def _run_queued_ops(tmp_path: Path) -> tuple[list[str], list[str]]:
+async def _run_queued_ops(tmp_path: Path) -> tuple[list[str], list[bytes]]:
     runner = Runner(_config(tmp_path))
     steps: list[str] = []
 
@@ -233,21 +234,10 @@ async def _run_queued_ops(tmp_path: Path) -> tuple[list[str], list[str]]:
     runner.dispatch[Op.CODE] = code
     try:
         await runner.start()
-        context = zmq.asyncio.Context()
-        push, pull = context.socket(zmq.PUSH), context.socket(zmq.PULL)
-        push.connect(f"tcp://127.0.0.1:{runner.config.repl_in_port}")
-        pull.connect(f"tcp://127.0.0.1:{runner.config.repl_out_port}")
-        try:
-            for op, payload in [(Op.CODE, "slow"), (Op.CODE, "next"), (Op.CODE, "last"),
-                                (Op.STATUS, ""), (Op.CLEAN, "")]:  # fmt: skip
-                await push.send_multipart([op.encode(), payload.encode()])
-            kinds: list[str] = []
-            async with asyncio.timeout(30):
-                while Record.CLEAN_FINISHED not in kinds:
-                    kinds.append((await pull.recv_multipart())[0].decode())
-        finally:
-            context.destroy(linger=0)
-        return steps, kinds
+        ops = [(Op.CODE, "slow"), (Op.CODE, "next"), (Op.CODE, "last"), (Op.STATUS, ""),
+               (Op.CLEAN, "")]  # fmt: skip
+        records = await _exchange(runner, ops)
+        return steps, [kind for kind, _ in records]
     finally:
         await runner.close()
 
@@ -257,4 +247,4 @@ def test_queued_ops_run_one_at_a_time_in_order(tmp_path: Path) -> None:
     steps, kinds = asyncio.run(_run_queued_ops(tmp_path))
     names = ["slow", "next", "last"]
     assert steps == [f"{when} {name}" for name in names for when in ("start", "end")]
-    assert kinds == [Record.STATUS, Record.CLEAN_FINISHED]
+    assert kinds == [Record.STATUS.encode(), Record.CLEAN_FINISHED.encode()]
